@@ -1,0 +1,209 @@
+"""Settings for the trading desk, read from the environment.
+
+Every variable is documented in .env.example and in the README's configuration table.
+"""
+
+from pathlib import Path
+
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from trading_site.env import (
+    database_from_url,
+    development_secrets,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    fernet_keys,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Local, git-ignored state of a development machine: the SQLite file and generated secrets.
+VAR_DIR = BASE_DIR / "var"
+
+# ---------------------------------------------------------------------------
+# Core and secrets
+# ---------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", default=False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY")
+if not (SECRET_KEY and FIELD_ENCRYPTION_KEY):
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY and FIELD_ENCRYPTION_KEY must be set when DEBUG is off. "
+            "For a development machine set DEBUG=1 and they are generated into var/dev-secrets.json."
+        )
+    _generated = development_secrets(VAR_DIR / "dev-secrets.json")
+    SECRET_KEY = SECRET_KEY or _generated["SECRET_KEY"]
+    FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or _generated["FIELD_ENCRYPTION_KEY"]
+FIELD_ENCRYPTION_KEYS = fernet_keys(FIELD_ENCRYPTION_KEY)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# ---------------------------------------------------------------------------
+# Applications
+# ---------------------------------------------------------------------------
+INSTALLED_APPS = [
+    # daphne first: it replaces runserver with an ASGI server that also serves websockets.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "django_htmx",
+    "instruments",
+    "marketdata",
+    "strategies",
+    "orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "trading_site.urls"
+ASGI_APPLICATION = "trading_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------
+# Database: SQLite file by default, PostgreSQL via postgres://
+# ---------------------------------------------------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+    schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+)
+DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------------------
+# Redis: channel layer, Celery broker and results, and the hot cache
+# ---------------------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", default="redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "desk",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "desk:channels"},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TIMEZONE = "Asia/Kolkata"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TRACK_STARTED = True
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Kite publishes the day's instrument master before the pre-open; 08:30 IST is their advice.
+    "sync-instruments-daily": {
+        "task": "instruments.tasks.sync_instruments_from_kite",
+        "schedule": crontab(hour=8, minute=30, day_of_week="mon-fri"),
+    },
+}
+
+# ---------------------------------------------------------------------------
+# Kite Connect
+# ---------------------------------------------------------------------------
+KITE_API_ROOT = env_url("KITE_API_ROOT", default="https://api.kite.trade", schemes=("https", "http"))
+KITE_LOGIN_URL = env_url("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login", schemes=("https", "http"))
+KITE_TIMEOUT_SECONDS = env_int("KITE_TIMEOUT_SECONDS", default=7, minimum=1, maximum=120)
+
+# ---------------------------------------------------------------------------
+# Auth, sessions, security
+# ---------------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# ---------------------------------------------------------------------------
+# Internationalisation: exchange time is IST
+# ---------------------------------------------------------------------------
+LANGUAGE_CODE = "en-in"
+TIME_ZONE = "Asia/Kolkata"
+USE_I18N = True
+USE_TZ = True
+
+# ---------------------------------------------------------------------------
+# Static files: vendored into static/, served by WhiteNoise (no CDN)
+# ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# In DEBUG WhiteNoise serves straight from the finders, so `collectstatic` is only for servers.
+WHITENOISE_USE_FINDERS = DEBUG
+
+# ---------------------------------------------------------------------------
+# Logging: to stderr; nothing here ever formats a secret
+# ---------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {
+        # urllib3 logs full request URLs at DEBUG, and Kite URLs can carry tokens.
+        "urllib3": {"level": "WARNING"},
+    },
+}
