@@ -49,8 +49,8 @@ def instrument_master_summary() -> dict:
         Instrument.objects.active().order_by().values("exchange").annotate(instruments=Count("id")).order_by("exchange")
     )
     totals = Instrument.objects.aggregate(
-        active=Count("id", filter=Q(active=True)),
-        inactive=Count("id", filter=Q(active=False)),
+        active_count=Count("id", filter=Q(active=True)),
+        inactive_count=Count("id", filter=Q(active=False)),
         last_change=Max("updated_at"),
     )
     return {"by_exchange": by_exchange, **totals}

@@ -187,8 +187,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# In DEBUG WhiteNoise serves straight from the finders, so `collectstatic` is only for servers.
-WHITENOISE_USE_FINDERS = DEBUG
+# The assets are vendored in the repository, so WhiteNoise serves them straight from the
+# finders; `collectstatic` into STATIC_ROOT is optional (it adds compressed copies).
+WHITENOISE_USE_FINDERS = True
 
 # ---------------------------------------------------------------------------
 # Logging: to stderr; nothing here ever formats a secret
