@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -43,6 +44,10 @@ _DECIMAL_LIMITS = {
     "tick_size": (Decimal("0.000001"), Decimal("1e6")),
 }
 _TEXT_LIMITS = {"tradingsymbol": 64, "name": 128, "segment": 16, "exchange": 8}
+# Largest values of the integer columns (PostgreSQL integer and bigint).
+_MAX_INT32 = 2**31 - 1
+_MAX_INT64 = 2**63 - 1
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EXCHANGE_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}")
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -95,7 +100,7 @@ def decode_master(data: bytes) -> str:
     if data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise MasterFormatError(f"the file looks gzipped but does not decompress: {error}") from None
     try:
         # utf-8-sig drops a byte-order mark that spreadsheet tools like to add.
@@ -120,15 +125,14 @@ def iter_master(text: str | Iterable[str]) -> Iterator[MasterRow | RowError]:
     Line numbers are the file's own (the header is line 1). A (exchange,
     tradingsymbol) seen twice keeps its first row; the repeat is an error.
     """
-    lines = io.StringIO(text) if isinstance(text, str) else text
-    reader = csv.reader(lines)
+    lines = iter(io.StringIO(text) if isinstance(text, str) else text)
+    header_line = next(lines, None)
+    if header_line is None or not header_line.strip():
+        raise MasterFormatError("the file is empty: expected Kite's header line")
     try:
-        header = next(reader)
-    except StopIteration:
-        raise MasterFormatError("the file is empty: expected Kite's header line") from None
+        header = [column.strip().lower() for column in _split(header_line)]
     except csv.Error as error:
         raise MasterFormatError(f"line 1 is not CSV: {error}") from None
-    header = [column.strip().lower() for column in header]
     missing = [column for column in MASTER_COLUMNS if column not in header]
     if missing:
         raise MasterFormatError(
@@ -138,17 +142,14 @@ def iter_master(text: str | Iterable[str]) -> Iterator[MasterRow | RowError]:
     width = len(header)
     first_line_of: dict[tuple[str, str], int] = {}
 
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield RowError(reader.line_num, f"not valid CSV: {error}")
-            continue
-        line = reader.line_num
-        if not values or (len(values) == 1 and not values[0].strip()):
+    for line, text_line in enumerate(lines, start=2):
+        if not text_line.strip():
             continue  # blank line
+        try:
+            values = _split(text_line)
+        except csv.Error as error:
+            yield RowError(line, f"not valid CSV: {error}")
+            continue
         if len(values) != width:
             yield RowError(line, f"has {len(values)} fields, expected {width}")
             continue
@@ -164,6 +165,15 @@ def iter_master(text: str | Iterable[str]) -> Iterator[MasterRow | RowError]:
         yield row
 
 
+def _split(line: str) -> list[str]:
+    # One physical line at a time: Kite's master has no multi-line fields, and a stray
+    # quote must cost its own row, not swallow every line after it. Kite quotes almost
+    # nothing, so a plain split serves nearly every line; the csv module takes the rest.
+    if '"' not in line:
+        return line.rstrip("\r\n").split(",")
+    return next(csv.reader((line,), strict=True))
+
+
 def _row_from_values(values: list[str]) -> MasterRow:
     (token, exchange_token, symbol, name, last_price, expiry, strike, tick, lot, kind, segment, exchange) = values
     if kind not in INSTRUMENT_TYPES:
@@ -177,7 +187,7 @@ def _row_from_values(values: list[str]) -> MasterRow:
         expiry=_date("expiry", expiry),
         strike=_decimal("strike", strike),
         tick_size=_decimal("tick_size", tick),
-        lot_size=_whole("lot_size", lot, minimum=0),
+        lot_size=_whole("lot_size", lot, minimum=0, maximum=_MAX_INT32),
         instrument_type=kind,
         segment=_text("segment", segment, required=True),
         exchange=_exchange(exchange),
@@ -189,7 +199,7 @@ def _row_from_values(values: list[str]) -> MasterRow:
     return row
 
 
-def _whole(column: str, raw: str, *, minimum: int) -> int:
+def _whole(column: str, raw: str, *, minimum: int, maximum: int = _MAX_INT64) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -203,7 +213,7 @@ def _whole(column: str, raw: str, *, minimum: int) -> int:
         value = int(number)
     if value < minimum:
         raise _BadValue(f"{column} {raw!r} is below {minimum}")
-    if value >= 2**63:
+    if value > maximum:
         raise _BadValue(f"{column} {raw!r} is too large")
     return value
 
@@ -220,12 +230,17 @@ def _decimal(column: str, raw: str) -> Decimal:
         raise _BadValue(f"{column} {raw!r} must be a finite number, zero or more")
     if value >= ceiling:
         raise _BadValue(f"{column} {raw!r} is too large")
-    return value.quantize(places)
+    value = value.quantize(places)
+    if value >= ceiling:  # rounding can carry a value just under the limit over it
+        raise _BadValue(f"{column} {raw!r} is too large")
+    return value
 
 
 def _date(column: str, raw: str) -> dt.date | None:
     if raw == "":
         return None
+    if not _ISO_DATE.fullmatch(raw):  # fromisoformat would also take 20251230 or 2025-W01-1
+        raise _BadValue(f"{column} {raw!r} is not a date (YYYY-MM-DD)")
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:

@@ -11,13 +11,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from instruments import selectors, services
+from instruments.master import MASTER_COLUMNS
 from instruments.models import BrokerAccount, Instrument, Underlying
 from tests.master_factory import synthetic_master
 from trading_site.clock import IST, frozen_clock
 
 pytestmark = pytest.mark.django_db
 
-HEADER = "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,instrument_type,segment,exchange"
+HEADER = ",".join(MASTER_COLUMNS)
 NIFTY_INDEX = "256265,1001,NIFTY 50,NIFTY 50,0,,0,0,0,EQ,INDICES,NSE"
 NIFTY_FUT = "13238786,51714,NIFTY26NOVFUT,NIFTY,0,2026-11-24,0,0.1,65,FUT,NFO-FUT,NFO"
 NIFTY_CE = "10191874,39812,NIFTY26NOV26000CE,NIFTY,0,2026-11-24,26000,0.05,65,CE,NFO-OPT,NFO"
@@ -44,7 +45,10 @@ def test_it_loads_every_column_of_the_master(tmp_path):
     call = Instrument.objects.get(exchange="NFO", tradingsymbol="NIFTY26NOV26000CE")
     assert (call.instrument_token, call.exchange_token, call.name) == (10191874, 39812, "NIFTY")
     assert (call.expiry, call.strike, call.tick_size, call.lot_size) == (
-        dt.date(2026, 11, 24), Decimal("26000"), Decimal("0.05"), 65
+        dt.date(2026, 11, 24),
+        Decimal("26000"),
+        Decimal("0.05"),
+        65,
     )
     assert (call.instrument_type, call.segment, call.active) == ("CE", "NFO-OPT", True)
     index = Instrument.objects.get(instrument_token=256265)
@@ -96,12 +100,12 @@ def test_it_fails_only_when_nothing_could_be_loaded(tmp_path):
 def test_a_file_that_is_not_a_master_names_the_missing_columns(tmp_path):
     path = tmp_path / "wrong.csv"
     path.write_text("token,symbol\n1,ABC\n")
-    with pytest.raises(CommandError, match="lacks column.*instrument_token"):
+    with pytest.raises(CommandError, match=r"lacks column.*instrument_token"):
         sync(str(path))
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(CommandError, match="Cannot read .*nope.csv"):
+    with pytest.raises(CommandError, match=r"Cannot read .*nope\.csv"):
         sync(str(tmp_path / "nope.csv"))
 
 
@@ -142,7 +146,9 @@ def test_an_exchange_limited_sync_leaves_other_exchanges_alone(tmp_path):
     out, _ = sync(write_master(tmp_path, NIFTY_PE), "--exchange", "nfo")
     assert "1 created" in out and "1 marked inactive" in out
     assert set(Instrument.objects.active().values_list("tradingsymbol", flat=True)) == {
-        "NIFTY 50", "RELIANCE", "NIFTY26NOV26000PE"
+        "NIFTY 50",
+        "RELIANCE",
+        "NIFTY26NOV26000PE",
     }
 
 
@@ -151,7 +157,9 @@ def test_futures_and_options_link_to_their_underlying(tmp_path):
     nse_namesake = "99999,1,NIFTYBEES,NIFTY,0,,0,0.01,1,EQ,NSE,NSE"
     sync(write_master(tmp_path, NIFTY_INDEX, NIFTY_FUT, NIFTY_CE, NIFTY_PE, nse_namesake))
     assert set(Instrument.objects.for_underlying(nifty).values_list("tradingsymbol", flat=True)) == {
-        "NIFTY26NOVFUT", "NIFTY26NOV26000CE", "NIFTY26NOV26000PE"
+        "NIFTY26NOVFUT",
+        "NIFTY26NOV26000CE",
+        "NIFTY26NOV26000PE",
     }
 
 
@@ -181,9 +189,10 @@ def test_a_full_size_master_loads_and_reloads_idempotently(tmp_path):
     path.write_text(synthetic_master(20_000))
     assert "20000 created" in sync(str(path))[0]
     assert "0 created, 0 updated, 20000 unchanged" in sync(str(path))[0]
-    assert Instrument.objects.options().count() == 20_000 - Instrument.objects.exclude(
-        instrument_type__in=["CE", "PE"]
-    ).count()
+    assert (
+        Instrument.objects.options().count()
+        == 20_000 - Instrument.objects.exclude(instrument_type__in=["CE", "PE"]).count()
+    )
 
 
 # --- From Kite, through the data account's session -------------------------------------------

@@ -26,7 +26,9 @@ def start_login(client, account) -> str:
     return f"{back.path}?{back.query}"
 
 
-def test_login_button_sends_the_browser_to_kites_login_page_with_the_api_key(client, alice, alice_kite_account, kite_server):
+def test_login_button_sends_the_browser_to_kites_login_page_with_the_api_key(
+    client, alice, alice_kite_account, kite_server
+):
     client.force_login(alice)
     response = client.get(f"/accounts/{alice_kite_account.pk}/kite/login/")
     location = urlsplit(response["Location"])
@@ -34,7 +36,9 @@ def test_login_button_sends_the_browser_to_kites_login_page_with_the_api_key(cli
     assert parse_qs(location.query) == {"api_key": ["alicekey123"], "v": ["3"]}
 
 
-def test_a_completed_login_stores_an_encrypted_access_token_valid_until_6am(client, alice, alice_kite_account, kite_server):
+def test_a_completed_login_stores_an_encrypted_access_token_valid_until_6am(
+    client, alice, alice_kite_account, kite_server
+):
     client.force_login(alice)
     with frozen_clock(dt.datetime(2026, 11, 23, 9, 5, tzinfo=IST)):
         callback = start_login(client, alice_kite_account)

@@ -265,7 +265,7 @@ def test_it_decodes_plain_utf8_and_drops_a_byte_order_mark():
 def test_non_utf8_bytes_raise_a_format_error_naming_the_byte():
     data = master(INDEX).encode() + "café".encode("latin-1")
 
-    with pytest.raises(MasterFormatError, match="not UTF-8.*0xe9"):
+    with pytest.raises(MasterFormatError, match=r"not UTF-8.*0xe9"):
         decode_master(data)
 
 
@@ -314,3 +314,17 @@ def test_format_master_quotes_a_name_with_a_comma_so_it_parses_back():
 
     assert '"NIFTY, ""50"""' in out
     assert parse_master(out).rows == rows
+
+
+def test_a_stray_quote_costs_only_its_own_row():
+    text = master(OPTION, STOCK.replace("RELIANCE INDUSTRIES", '"RELIANCE INDUSTRIES'), INDEX, FUTURE)
+    parsed = parse_master(text)
+    assert [error.line for error in parsed.errors] == [3]
+    assert "not valid CSV" in parsed.errors[0].reason
+    assert [row.tradingsymbol for row in parsed.rows] == ["NIFTY25DEC26000CE", "NIFTY 50", "NIFTY25DECFUT"]
+
+
+@pytest.mark.parametrize("raw", ["20251230", "2025-W01-1"])
+def test_only_dashed_iso_dates_are_expiries(raw):
+    errors = parse_master(master(option_with(expiry=raw))).errors
+    assert [str(error) for error in errors] == [f"line 2: expiry {raw!r} is not a date (YYYY-MM-DD)"]

@@ -43,7 +43,12 @@ def test_a_user_adds_a_kite_account_with_its_secret_stored(client, alice):
     response = client.post("/accounts/new/", {"label": "Main", "api_key": " key1 ", "api_secret": "s3cret-value"})
     assert response.status_code == 302
     account = BrokerAccount.objects.get(user=alice)
-    assert (account.label, account.api_key, account.api_secret, account.kind) == ("Main", "key1", "s3cret-value", "kite")
+    assert (account.label, account.api_key, account.api_secret, account.kind) == (
+        "Main",
+        "key1",
+        "s3cret-value",
+        "kite",
+    )
 
 
 def test_a_new_account_needs_a_secret_and_a_unique_label(client, alice):

@@ -19,17 +19,13 @@ TOKEN = "access-token-also-private-9876"
 
 def raw_columns(account_id: int) -> tuple[str, str]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT api_secret, access_token FROM instruments_brokeraccount WHERE id = %s", [account_id]
-        )
+        cursor.execute("SELECT api_secret, access_token FROM instruments_brokeraccount WHERE id = %s", [account_id])
         return cursor.fetchone()
 
 
 @pytest.fixture
 def account(alice) -> BrokerAccount:
-    return BrokerAccount.objects.create(
-        user=alice, label="Main", api_key="key1", api_secret=SECRET, access_token=TOKEN
-    )
+    return BrokerAccount.objects.create(user=alice, label="Main", api_key="key1", api_secret=SECRET, access_token=TOKEN)
 
 
 def test_secrets_are_unreadable_in_the_database(account):
@@ -56,7 +52,7 @@ def test_a_rotated_key_still_reads_old_secrets(account, settings):
 
 def test_a_lost_key_is_a_clear_error_not_garbage(account, settings):
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
-    with pytest.raises(SecretDecryptionError, match="BrokerAccount.api_secret cannot be decrypted"):
+    with pytest.raises(SecretDecryptionError, match=r"BrokerAccount\.api_secret cannot be decrypted"):
         BrokerAccount.objects.get(pk=account.pk)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -17,7 +18,8 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
-_FALSE_WORDS = {"0", "false", "no", "off", ""}
+_CREDENTIALS = re.compile(r":[^:@/]*@")
+_FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -27,7 +29,8 @@ def env_str(name: str, default: str | None = None) -> str | None:
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
-    if raw is None:
+    # An empty value (NAME= in an env file) means "not set", never "off".
+    if raw is None or not raw.strip():
         return default
     word = raw.strip().lower()
     if word in _TRUE_WORDS:
@@ -65,7 +68,7 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(raw).scheme
     if scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ImproperlyConfigured(f"{name}={_redact_url(raw)!r} must start with one of {allowed}.")
+        raise ImproperlyConfigured(f"{name}={redact_url(raw)!r} must start with one of {allowed}.")
     return raw
 
 
@@ -85,7 +88,8 @@ def database_from_url(url: str, *, base_dir: Path, variable: str = "DATABASE_URL
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
+            # A socket directory arrives percent-encoded: postgres://%2Fvar%2Frun%2Fpostgresql/db
+            "HOST": unquote(parts.hostname or ""),
             "PORT": str(port or ""),
             "OPTIONS": dict(parse_qsl(parts.query)),
             # Reuse connections across requests; the feed and workers are long-lived anyway.
@@ -137,6 +141,8 @@ def development_secrets(path: Path) -> dict[str, str]:
             stored = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise ImproperlyConfigured(f"{path} is not readable JSON ({error}); delete it to start afresh.") from None
+        if not isinstance(stored, dict):
+            raise ImproperlyConfigured(f"{path} does not hold a JSON object; delete it to start afresh.")
     wanted = {
         "SECRET_KEY": lambda: secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEY": lambda: Fernet.generate_key().decode(),
@@ -145,13 +151,14 @@ def development_secrets(path: Path) -> dict[str, str]:
     if missing:
         stored.update(missing)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stored, indent=2))
-        path.chmod(0o600)
+        # Created owner-only from the first byte, not chmod-ed after being written.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(json.dumps(stored, indent=2))
+    path.chmod(0o600)
     return stored
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+def redact_url(url: str) -> str:
+    """Hide any user:password@ part, even in a URL whose scheme is missing or wrong."""
+    return _CREDENTIALS.sub(":***@", url)

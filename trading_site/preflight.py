@@ -2,13 +2,15 @@
 
 `python -m trading_site.preflight` is run by `make run`; the test suite runs the same
 checks before it starts, so a stopped PostgreSQL or Redis gives one clear line,
-not hundreds of tracebacks. Needs no Django setup.
+not hundreds of tracebacks. Needs no Django settings.
 """
 
 from __future__ import annotations
 
 import sys
 from urllib.parse import urlsplit
+
+from trading_site.env import redact_url
 
 HOW_TO_START = {
     "Redis": "redis-server --daemonize yes --bind 127.0.0.1 --port 6379  (or set REDIS_URL)",
@@ -22,7 +24,7 @@ def redis_problem(url: str) -> str | None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
     except (redis.RedisError, OSError, ValueError) as error:
-        return f"Redis is not reachable at {_safe(url)} ({error}). Start it with: {HOW_TO_START['Redis']}"
+        return f"Redis is not reachable at {redact_url(url)} ({error}). Start it with: {HOW_TO_START['Redis']}"
     return None
 
 
@@ -42,7 +44,7 @@ def postgres_problem(url: str, *, variable: str) -> str | None:
     except psycopg.Error as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return (
-            f"PostgreSQL is not reachable at {_safe(url)} ({variable}): {reason}. "
+            f"PostgreSQL is not reachable at {redact_url(url)} ({variable}): {reason}. "
             f"Start it with: {HOW_TO_START['PostgreSQL']}"
         )
     return None
@@ -53,11 +55,6 @@ def problems(*, database_url: str, redis_url: str, database_variable: str = "DAT
     if urlsplit(database_url).scheme.startswith("postgres"):
         found.append(postgres_problem(database_url, variable=database_variable))
     return [problem for problem in found if problem]
-
-
-def _safe(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
 def main() -> int:

@@ -1,0 +1,82 @@
+"""The ASGI application served by daphne, as `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def daphne_server(transactional_db):
+    port = free_port()
+    env = dict(os.environ)
+    # Same database and settings as the test process (pytest-django created the test database).
+    from django.db import connection
+
+    env["DATABASE_URL"] = (
+        f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
+        f"{connection.settings_dict['PORT'] or 5432}/{connection.settings_dict['NAME']}"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "trading_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            requests.get(base + "/login/", timeout=1)
+            break
+        except requests.ConnectionError:
+            if process.poll() is not None:
+                pytest.fail(f"daphne exited: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_daphne_serves_the_login_page_and_the_stylesheet(daphne_server):
+    login = requests.get(daphne_server + "/login/", timeout=5)
+    assert login.status_code == 200 and "Log in" in login.text
+    css = requests.get(daphne_server + "/static/css/app.css", timeout=5)
+    assert css.status_code == 200 and "--bg" in css.text
+    home = requests.get(daphne_server + "/", allow_redirects=False, timeout=5)
+    assert (home.status_code, home.headers["Location"]) == (302, "/login/?next=/")
+
+
+def test_a_user_logs_in_through_daphne_and_sees_the_home_page(daphne_server, alice):
+    session = requests.Session()
+    page = session.get(daphne_server + "/login/", timeout=5)
+    token = page.text.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    response = session.post(
+        daphne_server + "/login/",
+        data={"username": "alice", "password": "alice-password-1", "csrfmiddlewaretoken": token},
+        headers={"Referer": daphne_server + "/login/"},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    assert "Good to see you, alice" in response.text
+
+
+def test_the_admin_answers(daphne_server):
+    response = requests.get(daphne_server + "/admin/login/", timeout=5)
+    assert response.status_code == 200 and "Options desk administration" in response.text
