@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -52,13 +52,24 @@ class InstrumentAdmin(admin.ModelAdmin):
         "active",
     )
     list_filter = ("active", "exchange", "segment", "instrument_type", UpcomingExpiryFilter, "underlying")
-    # Prefix searches can use the indexes; a bare token number finds its instrument.
-    search_fields = ("^tradingsymbol", "^name", "=instrument_token")
+    # See get_search_results: prefix searches on indexed columns, never a table scan.
+    search_fields = ("tradingsymbol", "name", "instrument_token")
+    search_help_text = "A tradingsymbol or name prefix (NIFTY26NOV), or an instrument token."
     list_select_related = ("underlying",)
     list_per_page = 100
     # With 100,000 rows, counting the unfiltered table on every filtered page is wasted work.
     show_full_result_count = False
     ordering = ("exchange", "tradingsymbol")
+
+    def get_search_results(self, request, queryset, search_term):
+        # Kite's symbols and names are upper case, so an upper-cased, case-sensitive prefix
+        # match finds the same rows as Django's default UPPER(...) LIKE, and uses the indexes.
+        term = search_term.strip().upper()
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(instrument_token=int(term)), False
+        return queryset.filter(Q(tradingsymbol__startswith=term) | Q(name__startswith=term)), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

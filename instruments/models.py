@@ -156,7 +156,10 @@ class Instrument(models.Model):
             # Admin filters and "what expires when" across the master.
             models.Index(fields=["expiry"], name="instrument_expiry_idx"),
             models.Index(fields=["segment"], name="instrument_segment_idx"),
-            models.Index(fields=["name"], name="instrument_name_idx"),
+            # Admin search and linking by name: prefix LIKE needs pattern ops on PostgreSQL
+            # (ignored elsewhere); they serve equality as well.
+            models.Index(fields=["name"], name="instrument_name_idx", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["tradingsymbol"], name="instrument_symbol_idx", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

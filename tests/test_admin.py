@@ -56,6 +56,15 @@ def test_instruments_are_searchable_by_symbol_prefix_and_name(client, staff):
     assert by_name == Instrument.objects.filter(name="STOCK0002").count() > 100
 
 
+def test_search_ignores_case_and_finds_a_token(client, staff):
+    load(2_000)
+    lower = client.get("/admin/instruments/instrument/?q=stock0001").context["cl"]
+    assert lower.result_count == Instrument.objects.filter(tradingsymbol__startswith="STOCK0001").count() > 0
+    instrument = Instrument.objects.get(tradingsymbol="STOCK000126NOV24FUT")
+    by_token = client.get(f"/admin/instruments/instrument/?q={instrument.instrument_token}").context["cl"]
+    assert list(by_token.queryset) == [instrument]
+
+
 def test_instruments_filter_by_exchange_and_type(client, staff):
     load(2_000)
     changelist = client.get("/admin/instruments/instrument/?exchange=NSE&instrument_type=EQ").context["cl"]

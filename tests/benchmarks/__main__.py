@@ -1,0 +1,126 @@
+"""`make bench`: every speed figure beside its target and a reference measured in the same run.
+
+Each database gets its own process (settings bind the database at start):
+SQLite in a temporary file, and PostgreSQL in a scratch database `desk_bench` on the
+server of TEST_DATABASE_URL (created and dropped here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from tests.master_factory import synthetic_master
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTER_ROWS = 100_000
+BENCH_DATABASE = "desk_bench"
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="desk-bench-") as scratch:
+        master = Path(scratch) / "instruments.csv"
+        master.write_text(synthetic_master(MASTER_ROWS))
+        results = [run_backend("SQLite", f"sqlite:///{scratch}/bench.sqlite3", master)]
+        postgres_url = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        with scratch_postgres(postgres_url) as bench_url:
+            results.append(run_backend("PostgreSQL", bench_url, master))
+    print_table(results)
+    return 0
+
+
+def run_backend(label: str, database_url: str, master: Path) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only",
+        "FIELD_ENCRYPTION_KEY": "Y2F0Y2gtbWUtaWYteW91LWNhbi1iZW5jaC1rZXkxMjM=",
+        "ALLOWED_HOSTS": "testserver",
+        "LOG_LEVEL": "WARNING",
+    }
+    print(f"benchmarking {label}...", file=sys.stderr, flush=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.measure", str(master)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr)
+        raise SystemExit(f"the {label} benchmark failed")
+    return {"backend": label, **json.loads(completed.stdout.strip().splitlines()[-1])}
+
+
+class scratch_postgres:
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+
+    def __enter__(self) -> str:
+        self._admin(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+        self._admin(f"CREATE DATABASE {BENCH_DATABASE}")
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{BENCH_DATABASE}"))
+
+    def __exit__(self, *exc) -> None:
+        self._admin(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+
+    def _admin(self, sql: str) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(sql)
+
+
+def print_table(results: list[dict]) -> None:
+    rows = []
+    for result in results:
+        backend = result["backend"]
+        rows += [
+            (
+                f"sync_instruments, first load of {MASTER_ROWS:,} rows",
+                backend,
+                f"{result['first_load_rows_per_s']:,.0f} rows/s ({result['first_load_s']:.1f} s)",
+                f">= {MASTER_ROWS / 10:,.0f} rows/s (< 10 s)",
+                f"{result['reference_rows_per_s']:,.0f} rows/s: ORM bulk_create(update_conflicts)"
+                f" on {result['reference_rows']:,} rows",
+            ),
+            (
+                "sync_instruments, rerun with nothing changed",
+                backend,
+                f"{result['rerun_rows_per_s']:,.0f} rows/s ({result['rerun_s']:.1f} s)",
+                f">= {MASTER_ROWS / 10:,.0f} rows/s (< 10 s)",
+                "-",
+            ),
+            (
+                f"admin instrument list at {MASTER_ROWS:,} rows",
+                backend,
+                f"{result['admin_list_ms']:.0f} ms",
+                "< 500 ms",
+                f"{result['admin_list_small_ms']:.0f} ms at {result['admin_small_rows']:,} rows",
+            ),
+            (
+                f"admin search 'STOCK01' at {MASTER_ROWS:,} rows",
+                backend,
+                f"{result['admin_search_ms']:.0f} ms",
+                "< 500 ms",
+                "-",
+            ),
+        ]
+    headers = ("figure", "database", "measured", "target", "reference (same run)")
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    line = "  ".join(f"{{:<{width}}}" for width in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * width for width in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
