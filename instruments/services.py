@@ -157,7 +157,10 @@ def instrument_sync_from_text(
 
 
 def instrument_sync_from_kite(
-    *, exchanges: Collection[str] | None = None, progress: Progress | None = None
+    *,
+    exchanges: Collection[str] | None = None,
+    names: Collection[str] | None = None,
+    progress: Progress | None = None,
 ) -> SyncReport:
     """Download the master through the data account's Kite session and sync it."""
     account = selectors.data_account()
@@ -192,7 +195,7 @@ def instrument_sync_from_kite(
         parsed = parse_master(text)
         rows.extend(parsed.rows)
         errors.extend(parsed.errors)
-    return instrument_sync(rows=rows, errors=errors, exchanges=exchanges, progress=progress)
+    return instrument_sync(rows=rows, errors=errors, exchanges=exchanges, names=names, progress=progress)
 
 
 def _lock_instrument_sync() -> None:

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         progress = self._progress if self.stdout.isatty() else None
         try:
             if file is None:
-                report = services.instrument_sync_from_kite(exchanges=exchanges, progress=progress)
+                report = services.instrument_sync_from_kite(exchanges=exchanges, names=names, progress=progress)
             else:
                 report = services.instrument_sync_from_text(
                     text=decode_master(self._read(file)), exchanges=exchanges, names=names, progress=progress
