@@ -35,6 +35,7 @@ SYNCED_FIELDS = (
     "underlying_id",
     "active",
 )
+_ACTIVE_POSITION = SYNCED_FIELDS.index("active")
 UPSERT_COLUMNS = ("exchange", "tradingsymbol", *SYNCED_FIELDS, "updated_at")
 # Rows written per statement batch: small enough to report progress, large enough to be cheap.
 WRITE_BATCH_SIZE = 10_000
@@ -78,7 +79,7 @@ class SyncReport:
             f"{len(self.errors)} skipped as bad",
         ]
         if self.out_of_scope:
-            parts.append(f"{self.out_of_scope} outside the chosen exchanges")
+            parts.append(f"{self.out_of_scope} outside the chosen exchanges or names")
         return ", ".join(parts)
 
 
@@ -133,7 +134,7 @@ def instrument_sync(
             if progress:
                 progress("writing", min(done + WRITE_BATCH_SIZE, len(to_write)), len(to_write))
 
-        gone = [pk for key, (pk, values) in existing.items() if key not in wanted and values[-1]]
+        gone = [pk for key, (pk, values) in existing.items() if key not in wanted and values[_ACTIVE_POSITION]]
         for done in range(0, len(gone), ID_BATCH_SIZE):
             report.deactivated += Instrument.objects.filter(pk__in=gone[done : done + ID_BATCH_SIZE]).update(
                 active=False, updated_at=now
