@@ -13,28 +13,17 @@ from kiteconnect import exceptions as kite_errors
 
 from instruments import selectors
 from instruments.kite_api import kite_client, session_expires_at
-from instruments.master import DERIVATIVE_TYPES, MasterRow, RowError, decode_master, parse_master
+from instruments.master import DERIVATIVE_TYPES, MASTER_COLUMNS, MasterRow, RowError, decode_master, parse_master
 from instruments.models import BrokerAccount, Instrument, Underlying
 from instruments.upsert import upsert_instruments
 from trading_site import clock
 
 log = logging.getLogger(__name__)
 
-# Columns a sync compares and writes, besides the natural key (exchange, tradingsymbol).
-SYNCED_FIELDS = (
-    "instrument_token",
-    "exchange_token",
-    "name",
-    "last_price",
-    "expiry",
-    "strike",
-    "tick_size",
-    "lot_size",
-    "instrument_type",
-    "segment",
-    "underlying_id",
-    "active",
-)
+# Columns a sync compares and writes, besides the natural key (exchange, tradingsymbol):
+# Kite's own columns, then the two the desk adds.
+MASTER_VALUE_FIELDS = tuple(column for column in MASTER_COLUMNS if column not in ("exchange", "tradingsymbol"))
+SYNCED_FIELDS = (*MASTER_VALUE_FIELDS, "underlying_id", "active")
 _ACTIVE_POSITION = SYNCED_FIELDS.index("active")
 UPSERT_COLUMNS = ("exchange", "tradingsymbol", *SYNCED_FIELDS, "updated_at")
 # Rows written per statement batch: small enough to report progress, large enough to be cheap.
@@ -224,21 +213,9 @@ def _existing_instruments(
 
 
 def _synced_values(row: MasterRow, underlying_ids: dict[tuple[str, str], int]) -> tuple:
+    """The row's values in SYNCED_FIELDS order, as the database holds them for comparison."""
     underlying_id = underlying_ids.get((row.exchange, row.name)) if row.instrument_type in DERIVATIVE_TYPES else None
-    return (
-        row.instrument_token,
-        row.exchange_token,
-        row.name,
-        row.last_price,
-        row.expiry,
-        row.strike,
-        row.tick_size,
-        row.lot_size,
-        row.instrument_type,
-        row.segment,
-        underlying_id,
-        True,
-    )
+    return (*(getattr(row, field) for field in MASTER_VALUE_FIELDS), underlying_id, True)
 
 
 # ---------------------------------------------------------------------------
