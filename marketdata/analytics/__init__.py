@@ -1,0 +1,1 @@
+"""Pure NumPy/SciPy analytics: option pricing, implied volatility, Greeks and chain figures."""
