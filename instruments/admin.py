@@ -93,14 +93,15 @@ class UnderlyingAdmin(admin.ModelAdmin):
         "risk_free_rate",
         "dividend_yield",
         "enabled",
+        "store_ticks",
     )
-    list_editable = ("strikes_each_side", "expiries_to_stream", "enabled")
+    list_editable = ("strikes_each_side", "expiries_to_stream", "enabled", "store_ticks")
     list_filter = ("enabled", "derivatives_exchange")
     list_select_related = ("spot_instrument",)
     search_fields = ("symbol",)
     autocomplete_fields = ("spot_instrument",)
     fieldsets = (
-        (None, {"fields": ("symbol", "spot_instrument", "derivatives_exchange", "enabled")}),
+        (None, {"fields": ("symbol", "spot_instrument", "derivatives_exchange", "enabled", "store_ticks")}),
         ("Streaming", {"fields": ("strike_step", "strikes_each_side", "expiries_to_stream")}),
         ("Pricing", {"fields": ("risk_free_rate", "dividend_yield")}),
     )

@@ -56,6 +56,10 @@ class Underlying(models.Model):
         help_text="Continuous, as a fraction.",
     )
     enabled = models.BooleanField(default=True, db_index=True, help_text="Stream and price this underlying.")
+    store_ticks = models.BooleanField(
+        default=False,
+        help_text="Store every tick of this underlying and its chain (for replay). Bars are always stored.",
+    )
 
     class Meta:
         ordering = ["symbol"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from instruments.models import BrokerAccount
@@ -34,3 +36,15 @@ def alice_kite_account(alice, kite_server) -> BrokerAccount:
     """Alice's Kite app, registered with the Kite server and stored (secret encrypted) in our database."""
     kite_server.kite.register_app("alicekey123", "alice-secret-xyz", CALLBACK_URL, user_id="AL1234")
     return BrokerAccount.objects.create(user=alice, label="Main", api_key="alicekey123", api_secret="alice-secret-xyz")
+
+
+@pytest.fixture
+def subprocess_env(transactional_db) -> dict[str, str]:
+    """The environment for a child process (daphne, run_feed) that must use the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -20,8 +21,12 @@ HEADER = ",".join(MASTER_COLUMNS)
 @pytest.fixture
 def worker(transactional_db):
     app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as running:
-        yield running
+    root_level = logging.root.level  # the embedded worker sets its own log level on the root logger
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as running:
+            yield running
+    finally:
+        logging.root.setLevel(root_level)
 
 
 def test_the_daily_sync_runs_on_a_worker_through_the_data_account(worker, alice_kite_account, kite_server):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -22,20 +21,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def daphne_server(transactional_db):
+def daphne_server(subprocess_env):
     port = free_port()
-    env = dict(os.environ)
-    # Same database and settings as the test process (pytest-django created the test database).
-    from django.db import connection
-
-    env["DATABASE_URL"] = (
-        f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-        f"{connection.settings_dict['PORT'] or 5432}/{connection.settings_dict['NAME']}"
-    )
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "trading_site.asgi:application"],
         cwd=ROOT,
-        env=env,
+        env=subprocess_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

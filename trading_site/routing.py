@@ -1,6 +1,9 @@
-"""Websocket URL routes of every app, gathered in one list for asgi.py.
+"""Websocket URL routes of every app, gathered in one list for asgi.py."""
 
-Apps add their consumers here as they grow them (the live feed and the JSON stream).
-"""
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from marketdata.consumers import FeedConsumer
+
+websocket_urlpatterns = [
+    path("ws/feed/", FeedConsumer.as_asgi()),
+]

@@ -137,6 +137,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# LOGGING below owns logging in every process; Celery must not replace the root logger's handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     # Kite publishes the day's instrument master before the pre-open; 08:30 IST is their advice.
     "sync-instruments-daily": {
@@ -151,6 +153,13 @@ CELERY_BEAT_SCHEDULE = {
 KITE_API_ROOT = env_url("KITE_API_ROOT", default="https://api.kite.trade", schemes=("https", "http"))
 KITE_LOGIN_URL = env_url("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login", schemes=("https", "http"))
 KITE_TIMEOUT_SECONDS = env_int("KITE_TIMEOUT_SECONDS", default=7, minimum=1, maximum=120)
+KITE_TICKER_URL = env_url("KITE_TICKER_URL", default="wss://ws.kite.trade", schemes=("wss", "ws"))
+
+# ---------------------------------------------------------------------------
+# Live feed
+# ---------------------------------------------------------------------------
+# How often browsers and API clients get the latest values (one message per group).
+FEED_CONFLATION_MS = env_int("FEED_CONFLATION_MS", default=250, minimum=20, maximum=10_000)
 
 # ---------------------------------------------------------------------------
 # Auth, sessions, security

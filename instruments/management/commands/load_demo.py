@@ -47,6 +47,8 @@ class Command(BaseCommand):
                     "strike_step": Decimal(demo.strike_step),
                     "strikes_each_side": 10,
                     "expiries_to_stream": 2,
+                    # NIFTY's ticks are stored so that `run_feed --source replay` has a day to play.
+                    "store_ticks": demo.symbol == "NIFTY",
                 },
                 spot_instrument=selectors.instrument_by_token(demo.index_token),
             )

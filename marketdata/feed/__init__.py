@@ -1,0 +1,1 @@
+"""The live feed: state, bars, storage, conflation and the run loop."""

@@ -1,0 +1,83 @@
+"""Stored market data: ticks (for replay and audit) and closed 1-minute bars.
+
+Prices are DecimalFields: what is stored is compared and replayed exactly. The feed
+works in float64 arrays and converts only when it writes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+PRICE = {"max_digits": 16, "decimal_places": 4, "default": Decimal("0")}
+
+
+class Tick(models.Model):
+    """One tick as Kite sent it, trimmed to what replay and analysis need.
+
+    Depth is kept to the best bid and ask: the full five levels would triple the
+    table for little use. Rows are written in bulk by the feed (COPY on PostgreSQL).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    instrument_token = models.PositiveBigIntegerField()
+    exchange_timestamp = models.DateTimeField()
+    mode = models.PositiveSmallIntegerField(default=2, help_text="0 ltp, 1 quote, 2 full.")
+    last_price = models.DecimalField(**PRICE)
+    last_traded_quantity = models.BigIntegerField(default=0)
+    average_traded_price = models.DecimalField(**PRICE)
+    volume_traded = models.BigIntegerField(default=0)
+    total_buy_quantity = models.BigIntegerField(default=0)
+    total_sell_quantity = models.BigIntegerField(default=0)
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    last_trade_time = models.DateTimeField(null=True, blank=True)
+    oi = models.BigIntegerField(default=0)
+    oi_day_high = models.BigIntegerField(default=0)
+    oi_day_low = models.BigIntegerField(default=0)
+    bid_price = models.DecimalField(**PRICE)
+    bid_quantity = models.BigIntegerField(default=0)
+    ask_price = models.DecimalField(**PRICE)
+    ask_quantity = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["exchange_timestamp", "id"]
+        indexes = [
+            # One instrument's history (charts, the API's stored ticks).
+            models.Index(fields=["instrument_token", "exchange_timestamp"], name="tick_token_time_idx"),
+            # Replay of a day in order, and retention.
+            models.Index(fields=["exchange_timestamp"], name="tick_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_token} {self.last_price} @ {self.exchange_timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class Bar(models.Model):
+    """A closed 1-minute bar: OHLC of last price, volume traded in the minute, OI at the close."""
+
+    id = models.BigAutoField(primary_key=True)
+    instrument_token = models.PositiveBigIntegerField()
+    start = models.DateTimeField(help_text="The minute the bar covers, [start, start + 1 min).")
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.BigIntegerField(default=0)
+    oi = models.BigIntegerField(default=0)
+    tick_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["instrument_token", "start"]
+        constraints = [
+            # A restarted feed re-closes the minute it was in: upsert on this key.
+            models.UniqueConstraint(fields=["instrument_token", "start"], name="bar_token_start_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.instrument_token} {self.start:%Y-%m-%d %H:%M} O{self.open} H{self.high} L{self.low} C{self.close}"
+        )

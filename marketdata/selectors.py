@@ -1,0 +1,171 @@
+"""Reads of the marketdata app: what the feed streams, and the latest state in Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+
+import redis
+from django.conf import settings
+
+from instruments.models import Instrument, Underlying
+from marketdata.feed.universe import ChainContract, UnderlyingUniverse
+from marketdata.groups import FEED_STATUS_KEY, tick_key
+from marketdata.models import Tick
+from trading_site import clock
+
+
+def feed_universe(*, symbols: Iterable[str] | None = None, today: dt.date | None = None) -> list[UnderlyingUniverse]:
+    """The enabled underlyings with their spot, nearest futures and the streamed option expiries."""
+    today = today or clock.today()
+    underlyings = Underlying.objects.filter(enabled=True).select_related("spot_instrument").order_by("symbol")
+    if symbols:
+        underlyings = underlyings.filter(symbol__in=[s.upper() for s in symbols])
+    universes = []
+    for underlying in underlyings:
+        live = Instrument.objects.active().for_underlying(underlying).expiring_from(today)
+        futures = [_contract(i) for i in live.futures().order_by("expiry")[:3]]
+        expiries = list(
+            live.options()
+            .order_by("expiry")
+            .values_list("expiry", flat=True)
+            .distinct()[: underlying.expiries_to_stream]
+        )
+        options = [_contract(i) for i in live.options().filter(expiry__in=expiries).order_by("expiry", "strike")]
+        strikes = sorted({c.strike for c in options})
+        universes.append(
+            UnderlyingUniverse(
+                symbol=underlying.symbol,
+                spot_token=underlying.spot_instrument.instrument_token if underlying.spot_instrument else None,
+                strike_step=float(underlying.strike_step),
+                strikes_each_side=underlying.strikes_each_side,
+                expiries=tuple(expiries),
+                futures=tuple(futures),
+                options=tuple(options),
+                store_ticks=underlying.store_ticks,
+                risk_free_rate=float(underlying.risk_free_rate),
+                dividend_yield=float(underlying.dividend_yield),
+                reference_spot=strikes[len(strikes) // 2] if strikes else 0.0,
+            )
+        )
+    return universes
+
+
+def _contract(instrument: Instrument) -> ChainContract:
+    return ChainContract(
+        instrument_token=instrument.instrument_token,
+        tradingsymbol=instrument.tradingsymbol,
+        kind=instrument.instrument_type,
+        strike=float(instrument.strike),
+        expiry=instrument.expiry,
+        lot_size=instrument.lot_size,
+        tick_size=float(instrument.tick_size) or 0.05,
+    )
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+
+
+def latest_ticks(tokens: Iterable[int]) -> dict[int, dict]:
+    """The feed's latest value of each token that has one (written every conflation interval)."""
+    tokens = [int(t) for t in tokens]
+    if not tokens:
+        return {}
+    values = _redis().mget([tick_key(t) for t in tokens])
+    return {token: json.loads(value) for token, value in zip(tokens, values, strict=True) if value}
+
+
+def feed_status() -> dict | None:
+    """The feed's last status (None when no feed has reported in the last few seconds)."""
+    value = _redis().get(FEED_STATUS_KEY)
+    return json.loads(value) if value else None
+
+
+_REPLAY_FIELDS = (
+    "instrument_token",
+    "exchange_timestamp",
+    "last_price",
+    "last_traded_quantity",
+    "average_traded_price",
+    "volume_traded",
+    "total_buy_quantity",
+    "total_sell_quantity",
+    "open",
+    "high",
+    "low",
+    "close",
+    "last_trade_time",
+    "oi",
+    "oi_day_high",
+    "oi_day_low",
+    "bid_price",
+    "bid_quantity",
+    "ask_price",
+    "ask_quantity",
+)
+
+
+def ticks_for_replay(day: dt.date) -> list[dict]:
+    """The stored ticks of one IST day, in exchange-time order, as `build_frame` tick dicts.
+
+    Replayed as full packets (so every tick carries its timestamp); depth beyond the
+    best bid and ask was not stored and replays as empty levels.
+    """
+    start = dt.datetime.combine(day, dt.time(0, 0), tzinfo=clock.IST)
+    rows = (
+        Tick.objects.filter(exchange_timestamp__gte=start, exchange_timestamp__lt=start + dt.timedelta(days=1))
+        .order_by("exchange_timestamp", "id")
+        .values_list(*_REPLAY_FIELDS)
+        .iterator(chunk_size=10_000)
+    )
+    empty_level = {"quantity": 0, "price": 0.0, "orders": 0}
+    ticks = []
+    for (
+        token,
+        at,
+        price,
+        ltq,
+        atp,
+        volume,
+        buy_qty,
+        sell_qty,
+        o,
+        h,
+        lo,
+        c,
+        ltt,
+        oi,
+        oi_high,
+        oi_low,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+    ) in rows:
+        ticks.append(
+            {
+                "instrument_token": token,
+                "mode": "full",
+                "exchange_timestamp": at,
+                "last_price": float(price),
+                "last_traded_quantity": ltq,
+                "average_traded_price": float(atp),
+                "volume_traded": volume,
+                "total_buy_quantity": buy_qty,
+                "total_sell_quantity": sell_qty,
+                "ohlc": {"open": float(o), "high": float(h), "low": float(lo), "close": float(c)},
+                "last_trade_time": ltt,
+                "oi": oi,
+                "oi_day_high": oi_high,
+                "oi_day_low": oi_low,
+                "depth": {
+                    "buy": [{"quantity": bid_qty, "price": float(bid), "orders": 1 if bid_qty else 0}]
+                    + [empty_level] * 4,
+                    "sell": [{"quantity": ask_qty, "price": float(ask), "orders": 1 if ask_qty else 0}]
+                    + [empty_level] * 4,
+                },
+            }
+        )
+    return ticks

@@ -1,0 +1,88 @@
+"""The feed's JSON websocket, through the real Redis channel layer."""
+
+from __future__ import annotations
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from marketdata.consumers import UNAUTHENTICATED_CLOSE_CODE, FeedConsumer
+from trading_site.asgi import application
+
+pytestmark = [pytest.mark.asyncio]
+
+ORIGIN = [(b"origin", b"http://localhost")]
+
+
+def communicator(path: str, user) -> WebsocketCommunicator:
+    socket = WebsocketCommunicator(FeedConsumer.as_asgi(), path, headers=ORIGIN)
+    socket.scope["user"] = user
+    return socket
+
+
+def trader() -> User:
+    return User(username="alice", pk=1)
+
+
+async def test_an_anonymous_socket_is_closed_with_4401():
+    socket = WebsocketCommunicator(application, "/ws/feed/?groups=feed.status", headers=ORIGIN)
+    connected, code = await socket.connect()
+    assert (connected, code) == (False, UNAUTHENTICATED_CLOSE_CODE)
+    await socket.disconnect()
+
+
+async def test_a_socket_from_another_site_is_refused():
+    socket = WebsocketCommunicator(application, "/ws/feed/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await socket.connect()
+    assert connected is False
+    await socket.disconnect()
+
+
+async def test_it_joins_the_groups_asked_for_and_relays_feed_messages():
+    socket = communicator("/ws/feed/?groups=feed.status,ticks.NIFTY", trader())
+    assert (await socket.connect())[0]
+    assert await socket.receive_json_from() == {"type": "joined", "groups": ["feed.status", "ticks.NIFTY"]}
+
+    layer = get_channel_layer()
+    tick = {"instrument_token": 256265, "last_price": 26012.35, "exchange_timestamp": 1795000000}
+    await layer.group_send("ticks.NIFTY", {"type": "feed.ticks", "group": "ticks.NIFTY", "ticks": [tick]})
+    assert await socket.receive_json_from(timeout=5) == {"type": "ticks", "group": "ticks.NIFTY", "ticks": [tick]}
+
+    await layer.group_send(
+        "feed.status", {"type": "feed.status", "group": "feed.status", "status": {"state": "running"}}
+    )
+    assert await socket.receive_json_from(timeout=5) == {"type": "status", "status": {"state": "running"}}
+
+    # A group it did not join does not reach it.
+    await layer.group_send("ticks.BANKNIFTY", {"type": "feed.ticks", "group": "ticks.BANKNIFTY", "ticks": [tick]})
+    assert await socket.receive_nothing(timeout=0.3)
+    await socket.disconnect()
+
+
+async def test_bad_requests_get_an_error_and_the_socket_stays_up():
+    socket = communicator("/ws/feed/", trader())
+    await socket.connect()
+    await socket.send_json_to({"action": "join", "groups": ["ticks.NIFTY", "nonsense", "chain.NIFTY.2026"]})
+    assert (await socket.receive_json_from())["error"] == "unknown groups: nonsense, chain.NIFTY.2026"
+    assert await socket.receive_json_from() == {"type": "joined", "groups": ["ticks.NIFTY"]}
+    await socket.send_json_to(["not", "an", "object"])
+    assert (await socket.receive_json_from())["type"] == "error"
+    await socket.send_json_to({"action": "leave", "groups": ["ticks.NIFTY"]})
+    assert await socket.receive_json_from() == {"type": "joined", "groups": []}
+    await socket.disconnect()
+
+
+async def test_more_than_100_groups_are_refused():
+    socket = communicator("/ws/feed/", trader())
+    await socket.connect()
+    await socket.send_json_to({"action": "join", "groups": [f"instrument.{n}" for n in range(101)]})
+    assert (await socket.receive_json_from())["error"] == "at most 100 groups per socket"
+    await socket.disconnect()
+
+
+async def test_anonymous_user_object_is_refused_too():
+    socket = communicator("/ws/feed/", AnonymousUser())
+    connected, code = await socket.connect()
+    assert (connected, code) == (False, UNAUTHENTICATED_CLOSE_CODE)
+    await socket.disconnect()

@@ -1,0 +1,153 @@
+"""The feed's state and its conflated publishing: latest wins, one message per group per interval."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pytest
+
+from marketdata.feed.pipeline import FeedPipeline
+from marketdata.feed.publisher import Publisher
+from marketdata.feed.state import FeedState
+from marketdata.kite import build_frame
+from trading_site.clock import IST
+
+AT = dt.datetime(2026, 11, 23, 10, 15, 3, tzinfo=IST)
+NIFTY, CALL, PUT = 256265, 10_191_874, 10_192_130
+
+
+def full(token: int, price: float, *, volume: int = 1000, oi: int = 6500, at: dt.datetime = AT) -> dict:
+    return {
+        "instrument_token": token,
+        "mode": "full",
+        "last_price": price,
+        "volume_traded": volume,
+        "oi": oi,
+        "ohlc": {"open": price - 1, "high": price + 2, "low": price - 3, "close": price - 0.5},
+        "exchange_timestamp": at,
+        "last_trade_time": at,
+        "last_traded_quantity": 65,
+        "depth": {
+            "buy": [{"quantity": 650, "price": price - 0.05, "orders": 3}] * 5,
+            "sell": [{"quantity": 130, "price": price + 0.05, "orders": 1}] * 5,
+        },
+    }
+
+
+def index(price: float) -> dict:
+    return {
+        "instrument_token": NIFTY,
+        "mode": "full",
+        "last_price": price,
+        "ohlc": {"open": 25950.0, "high": 26050.0, "low": 25900.0, "close": 25980.0},
+        "exchange_timestamp": AT,
+    }
+
+
+class Recorder:
+    """Stands in for the channel layer's group_send: it records what the feed sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    async def __call__(self, group: str, message: dict) -> None:
+        self.sent.append((group, message))
+
+
+@pytest.fixture
+def pipeline() -> FeedPipeline:
+    state = FeedState(capacity=16)
+    state.add([NIFTY, CALL, PUT])
+    return FeedPipeline(state=state)
+
+
+def test_the_state_keeps_the_latest_values_of_each_instrument(pipeline):
+    pipeline.on_frame(build_frame([full(CALL, 101.5), index(26012.35), full(CALL, 102.25, volume=1300, oi=7150)]))
+    state = pipeline.state
+    call = state.slot(CALL)
+    assert state.columns["last_price"][call] == 102.25
+    assert (state.columns["volume_traded"][call], state.columns["oi"][call]) == (1300, 7150)
+    assert state.columns["depth_buy_price"][call, 0] == pytest.approx(102.2)
+    assert state.columns["last_price"][state.slot(NIFTY)] == 26012.35
+    assert state.columns["last_price"][state.slot(PUT)] == 0  # no tick yet
+    assert pipeline.counters.ticks == 3
+
+
+def test_an_unsubscribed_token_is_counted_and_ignored(pipeline):
+    pipeline.on_frame(build_frame([full(424242, 5.0), full(CALL, 10.0)]))
+    assert pipeline.counters.unknown_ticks == 1
+    assert pipeline.state.slot(424242) is None
+
+
+def test_a_bad_frame_is_counted_and_the_feed_goes_on(pipeline, caplog):
+    good = build_frame([full(CALL, 10.0)])
+    with caplog.at_level(logging.WARNING, logger="marketdata.feed.pipeline"):
+        for _ in range(3):
+            pipeline.on_frame(good[:-7])  # truncated
+        pipeline.on_frame(good)
+    assert pipeline.counters.frame_errors == 3
+    assert pipeline.state.columns["last_price"][pipeline.state.slot(CALL)] == 10.0
+    assert len([r for r in caplog.records if "bad frame" in r.message]) == 1  # logged once a minute
+
+
+def test_an_ltp_tick_changes_only_the_price(pipeline):
+    pipeline.on_frame(build_frame([full(CALL, 100.0, volume=500, oi=6500)]))
+    pipeline.on_frame(build_frame([{"instrument_token": CALL, "mode": "ltp", "last_price": 99.5}]))
+    slot = pipeline.state.slot(CALL)
+    assert pipeline.state.columns["last_price"][slot] == 99.5
+    assert (pipeline.state.columns["volume_traded"][slot], pipeline.state.columns["oi"][slot]) == (500, 6500)
+
+
+@pytest.mark.asyncio
+async def test_one_message_per_group_with_the_latest_value_and_none_without_change(pipeline):
+    recorder = Recorder()
+    publisher = Publisher(state=pipeline.state, group_send=recorder)
+    publisher.groups_of_token = {NIFTY: ["ticks.NIFTY"], CALL: ["ticks.NIFTY", "chain.NIFTY.20261124"]}
+
+    for price in (100.0, 101.0, 102.5):
+        pipeline.on_frame(build_frame([full(CALL, price)]))
+    pipeline.on_frame(build_frame([index(26001.0)]))
+    assert await publisher.publish_changes() == 2
+
+    by_group = dict(recorder.sent)
+    assert len(recorder.sent) == 2 == len(by_group)
+    assert [t["last_price"] for t in by_group["chain.NIFTY.20261124"]["ticks"]] == [102.5]
+    assert sorted(t["last_price"] for t in by_group["ticks.NIFTY"]["ticks"]) == [102.5, 26001.0]
+    call = by_group["chain.NIFTY.20261124"]["ticks"][0]
+    assert (call["bid"], call["ask"], call["oi"], call["exchange_timestamp"]) == (
+        102.45,
+        102.55,
+        6500,
+        int(AT.timestamp()),
+    )
+
+    recorder.sent.clear()
+    assert await publisher.publish_changes() == 0
+    assert recorder.sent == []
+
+
+@pytest.mark.asyncio
+async def test_watched_instruments_get_their_own_group_with_depth(pipeline):
+    recorder = Recorder()
+    publisher = Publisher(state=pipeline.state, group_send=recorder)
+    publisher.watched_tokens = {CALL}
+    pipeline.on_frame(build_frame([full(CALL, 50.0), full(PUT, 40.0)]))
+    await publisher.publish_changes()
+    assert [group for group, _ in recorder.sent] == [f"instrument.{CALL}"]
+    depth = recorder.sent[0][1]["ticks"][0]["depth"]
+    assert depth["buy"][0] == {"quantity": 650, "price": 49.95, "orders": 3} and len(depth["sell"]) == 5
+
+
+def test_slots_are_reused_cleanly_after_an_unsubscribe():
+    state = FeedState(capacity=2)
+    state.add([1, 2])
+    pipeline = FeedPipeline(state=state)
+    pipeline.on_frame(build_frame([full(2 * 256 + 2, 10.0)]))  # unknown, ignored
+    state.remove([1])
+    state.add([3 * 256 + 2])
+    assert state.instrument_count == 2
+    with pytest.raises(ValueError, match="at most 2 instruments"):
+        state.add([4 * 256 + 2])
+    assert np.count_nonzero(state.tokens) == 2
