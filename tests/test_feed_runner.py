@@ -15,19 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
 
-from instruments.models import Underlying
+from instruments.models import BrokerAccount, Underlying
 from marketdata import selectors, services
 from marketdata.feed.runner import FeedOptions, FeedRunner, with_own_connection
 from marketdata.feed.sources import KiteSource, ReplaySource, SimSource
 from marketdata.groups import FEED_STATUS_KEY, tick_key
 from marketdata.kite import build_frame
 from marketdata.models import Bar, Tick
-from tests.kite_ticker_server import KiteTickerServer
+from tests.kite_ticker_server import KiteTickerServer, ThreadedKiteTickerServer
 from trading_site import clock
 from trading_site.clock import IST
 
@@ -229,3 +230,50 @@ def test_sigterm_flushes_every_stored_tick(demo, subprocess_env):
         demo[0].futures[0].instrument_token,
     }
     assert set(Tick.objects.values_list("instrument_token", flat=True)) <= nifty_tokens
+
+
+def test_run_feed_streams_kite_through_the_data_accounts_session(demo, subprocess_env, alice):
+    BrokerAccount.objects.create(
+        user=alice,
+        label="Main",
+        api_key="demokey",
+        api_secret="secret",
+        access_token="good-token",
+        access_token_expires_at=clock.now() + dt.timedelta(hours=6),
+        is_data_account=True,
+    )
+    nifty = demo[0]
+    redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    redis_client.delete(tick_key(nifty.spot_token))
+    with ThreadedKiteTickerServer("demokey", "good-token") as server:
+        feed = subprocess.Popen(
+            [sys.executable, "manage.py", "run_feed", "--no-store"],  # kite by default: the session is valid
+            cwd=ROOT,
+            env={**subprocess_env, "KITE_TICKER_URL": server.url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            server.wait_until(lambda: len(server.subscriptions) == 2 + 2 * 21 * 2, timeout=30)
+            assert set(server.subscriptions.values()) == {"full"}
+            spot = {
+                "instrument_token": nifty.spot_token,
+                "mode": "full",
+                "last_price": 26044.15,
+                "exchange_timestamp": clock.now(),
+                "ohlc": {"open": 26000.0, "high": 26050.0, "low": 25990.0, "close": 25980.0},
+            }
+            server.send_binary(build_frame([spot]))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not redis_client.get(tick_key(nifty.spot_token)):
+                time.sleep(0.1)
+            latest = json.loads(redis_client.get(tick_key(nifty.spot_token)))
+            assert latest["last_price"] == 26044.15 and latest["change"] == pytest.approx(0.2470, abs=1e-4)
+        finally:
+            feed.send_signal(signal.SIGTERM)
+            _, stderr = feed.communicate(timeout=60)
+    final = json.loads(stderr.split("feed stopped: ", 1)[1].splitlines()[0])
+    # Stopped: the sockets were closed cleanly before the last status.
+    assert (final["source"], final["session"], final["connections_up"]) == ("kite", "connected", 0)
+    assert final["ticks_total"] == 1 and final["frame_errors"] == 0

@@ -151,3 +151,19 @@ def test_slots_are_reused_cleanly_after_an_unsubscribe():
     with pytest.raises(ValueError, match="at most 2 instruments"):
         state.add([4 * 256 + 2])
     assert np.count_nonzero(state.tokens) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_huge_group_update_is_split_under_the_message_size_limit():
+    state = FeedState(capacity=5000)
+    tokens = [(1000 + n) * 256 + 2 for n in range(4500)]
+    state.add(tokens)
+    pipeline = FeedPipeline(state=state)
+    for start in range(0, 4500, 500):
+        pipeline.on_frame(build_frame([full(token, 50.0) for token in tokens[start : start + 500]]))
+    recorder = Recorder()
+    publisher = Publisher(state=state, group_send=recorder)
+    publisher.groups_of_token = {token: ["ticks.BIG"] for token in tokens}
+    await publisher.publish_changes()
+    assert [len(message["ticks"]) for _, message in recorder.sent] == [2000, 2000, 500]
+    assert len({t["instrument_token"] for _, m in recorder.sent for t in m["ticks"]}) == 4500

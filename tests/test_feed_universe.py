@@ -86,3 +86,12 @@ def test_groups_put_every_option_in_its_ticks_and_chain_group():
     groups = planner.groups_of()
     assert groups[256265] == ["ticks.NIFTY"]
     assert groups[10_000 + 26_000 * 2] == ["ticks.NIFTY", "chain.NIFTY.20261124"]
+
+
+def test_it_never_asks_for_more_than_kites_limit_dropping_the_farthest_strikes(caplog):
+    planner = SubscriptionPlanner([nifty(strikes_each_side=4)], max_instruments=8)
+    planner.plan({"NIFTY": 26_000.0})
+    assert len(planner.subscribed) == 8 and planner.trimmed == 12
+    assert {256265, 999} <= set(planner.subscribed)
+    assert strikes_of(planner) == [25_950, 26_000, 26_050]
+    assert "over Kite's limit of 8" in caplog.text

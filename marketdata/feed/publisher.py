@@ -30,6 +30,8 @@ from marketdata.groups import (
 log = logging.getLogger(__name__)
 
 GroupSend = Callable[[str, dict], Awaitable[None]]
+# About 250 bytes a tick once msgpacked: 2,000 ticks keep a message near 0.5 MB.
+MAX_TICKS_PER_MESSAGE = 2000
 # The status key outlives a few missed beats, then vanishes: no key means no feed.
 STATUS_TTL_SECONDS = 10
 _PAYLOAD_FLOATS = ("last_price", "change", "average_traded_price", "open", "high", "low", "close")
@@ -105,7 +107,11 @@ class Publisher:
             for payload in tick_payloads(self.state, slots[watched], with_depth=True):
                 by_group[instrument_group(payload["instrument_token"])].append(payload)
         for group, ticks in by_group.items():
-            await self._send(group, {"type": TICKS_MESSAGE, "group": group, "ticks": ticks})
+            # Channels messages must stay under 1 MB: a group whose thousands of instruments
+            # all changed gets its update in parts (still one update per interval).
+            for start in range(0, len(ticks), MAX_TICKS_PER_MESSAGE):
+                part = ticks[start : start + MAX_TICKS_PER_MESSAGE]
+                await self._send(group, {"type": TICKS_MESSAGE, "group": group, "ticks": part})
         await self._write_latest(payloads)
         return int(slots.size)
 

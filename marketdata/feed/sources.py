@@ -17,7 +17,6 @@ from collections.abc import Callable
 from marketdata.feed.universe import SubscriptionChange, UnderlyingUniverse
 from marketdata.kite import build_frame
 from marketdata.kite.client import KiteTickerClient
-from marketdata.sim.market import MarketSimulator, SimContract, SimUnderlying
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,9 @@ class SimSource:
     def __init__(
         self, universes: list[UnderlyingUniverse], *, seed: int, speed: float, start: dt.datetime, step_seconds=0.1
     ) -> None:
+        # Imported here: the simulator needs SciPy (about 40 MB), which a Kite feed never uses.
+        from marketdata.sim.market import MarketSimulator
+
         self.simulator = MarketSimulator(
             [sim_underlying(u) for u in universes if u.spot_token], seed=seed, start=start, speed=speed
         )
@@ -79,7 +81,9 @@ class SimSource:
         self._stopped.set()
 
 
-def sim_underlying(universe: UnderlyingUniverse) -> SimUnderlying:
+def sim_underlying(universe: UnderlyingUniverse):
+    from marketdata.sim.market import SimContract, SimUnderlying
+
     contracts = tuple(
         SimContract(
             instrument_token=c.instrument_token,

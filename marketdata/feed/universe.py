@@ -11,13 +11,18 @@ No Django import.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from marketdata.groups import chain_group, ticks_group
 
+log = logging.getLogger(__name__)
+
 MODE_FULL = "full"
+# Kite allows 3 connections of 3,000 instruments per API key.
+MAX_INSTRUMENTS = 9000
 # Re-centre only once spot is this many strike steps from the current centre, so a spot
 # hovering between two strikes does not flap the subscriptions.
 RECENTRE_STEPS = 0.75
@@ -82,12 +87,15 @@ class SubscriptionChange:
 
 
 class SubscriptionPlanner:
-    """Keeps each underlying's chain window centred on spot."""
+    """Keeps each underlying's chain window centred on spot, within Kite's instrument limit."""
 
-    def __init__(self, universes: list[UnderlyingUniverse]) -> None:
+    def __init__(self, universes: list[UnderlyingUniverse], *, max_instruments: int = MAX_INSTRUMENTS) -> None:
         self.universes = {u.symbol: u for u in universes}
+        self.max_instruments = max_instruments
         self.centres: dict[str, float] = {}
         self.subscribed: dict[int, str] = {}
+        self.trimmed = 0  # options left out by the last plan to stay within the limit
+        self._warned_over_limit = False
 
     def plan(self, spots: dict[str, float]) -> SubscriptionChange:
         """The change needed for these spot prices (missing or zero spot: the reference guess).
@@ -106,12 +114,37 @@ class SubscriptionPlanner:
                 wanted[token] = MODE_FULL
             for contract in universe.window(centre):
                 wanted[contract.instrument_token] = MODE_FULL
+        wanted = self._within_limit(wanted)
         change = SubscriptionChange(
             add={t: m for t, m in wanted.items() if self.subscribed.get(t) != m},
             remove=set(self.subscribed) - set(wanted),
         )
         self.subscribed = wanted
         return change
+
+    def _within_limit(self, wanted: dict[int, str]) -> dict[int, str]:
+        """Drop the options farthest from the money until the total fits Kite's limit."""
+        excess = len(wanted) - self.max_instruments
+        self.trimmed = max(excess, 0)
+        if excess <= 0:
+            return wanted
+        distance = {}
+        for symbol, universe in self.universes.items():
+            centre = self.centres.get(symbol, universe.reference_spot)
+            for contract in universe.options:
+                if contract.instrument_token in wanted:
+                    distance[contract.instrument_token] = abs(contract.strike - centre) / universe.strike_step
+        farthest = set(sorted(distance, key=lambda token: (-distance[token], token))[:excess])
+        if not self._warned_over_limit:
+            self._warned_over_limit = True
+            log.warning(
+                "the enabled chains ask for %d instruments, over Kite's limit of %d: the %d options farthest "
+                "from the money are left out; narrow 'strikes each side' or 'expiries' in the admin",
+                len(wanted),
+                self.max_instruments,
+                excess,
+            )
+        return {token: mode for token, mode in wanted.items() if token not in farthest}
 
     def groups_of(self) -> dict[int, list[str]]:
         """Token -> the symbol-level group keys it belongs to: ('ticks', symbol) and ('chain', symbol, expiry)."""

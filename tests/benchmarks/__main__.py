@@ -32,23 +32,30 @@ def main() -> int:
         postgres_url = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
         with scratch_postgres(postgres_url) as bench_url:
             results.append(run_backend("PostgreSQL", bench_url, master))
-    print_table(results)
+            feed = run_measurement("feed throughput", bench_url, ["tests.benchmarks.measure_feed", "throughput"])
+            feed |= run_measurement("feed memory", bench_url, ["tests.benchmarks.measure_feed", "memory"])
+    print_table(instrument_rows(results) + feed_rows(feed))
     return 0
 
 
 def run_backend(label: str, database_url: str, master: Path) -> dict:
+    result = run_measurement(label, database_url, ["tests.benchmarks.measure", str(master)])
+    return {"backend": label, **result}
+
+
+def run_measurement(label: str, database_url: str, module_and_args: list[str]) -> dict:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "DEBUG": "0",
         "SECRET_KEY": "bench-only",
         "FIELD_ENCRYPTION_KEY": "Y2F0Y2gtbWUtaWYteW91LWNhbi1iZW5jaC1rZXkxMjM=",
-        "ALLOWED_HOSTS": "testserver",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
     }
     print(f"benchmarking {label}...", file=sys.stderr, flush=True)
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.measure", str(master)],
+        [sys.executable, "-m", *module_and_args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -58,7 +65,7 @@ def run_backend(label: str, database_url: str, master: Path) -> dict:
     if completed.returncode != 0:
         sys.stderr.write(completed.stderr)
         raise SystemExit(f"the {label} benchmark failed")
-    return {"backend": label, **json.loads(completed.stdout.strip().splitlines()[-1])}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 class scratch_postgres:
@@ -78,7 +85,7 @@ class scratch_postgres:
             connection.execute(sql)
 
 
-def print_table(results: list[dict]) -> None:
+def instrument_rows(results: list[dict]) -> list[tuple]:
     rows = []
     for result in results:
         backend = result["backend"]
@@ -113,6 +120,57 @@ def print_table(results: list[dict]) -> None:
                 "-",
             ),
         ]
+    return rows
+
+
+def feed_rows(feed: dict) -> list[tuple]:
+    parse, pipeline, storage, memory = feed["parse"], feed["pipeline"], feed["storage"], feed["memory"]
+    rows = [
+        (
+            f"parse_frame, mixed frame of {parse['ticks_per_frame']} packets",
+            "-",
+            f"{parse['ours_ticks_per_s']:,.0f} ticks/s ({parse['speedup']:.0f}x)",
+            ">= 40x kiteconnect",
+            f"{parse['kiteconnect_ticks_per_s']:,.0f} ticks/s: kiteconnect's parser",
+        ),
+        (
+            "feed pipeline: parse, state, bars, conflation, Redis",
+            "-",
+            f"{pipeline['ticks_per_s']:,.0f} ticks/s",
+            ">= 250,000 ticks/s",
+            f"{pipeline['reference_parse_only_ticks_per_s']:,.0f} ticks/s: kiteconnect parsing alone",
+        ),
+        (
+            "tick storage (COPY)",
+            "PostgreSQL",
+            f"{storage['ticks_per_s']:,.0f} ticks/s",
+            ">= 100,000 ticks/s",
+            f"{storage['reference_ticks_per_s']:,.0f} ticks/s: ORM bulk_create",
+        ),
+        (
+            f"feed memory, {memory['instruments']:,} instruments streaming {memory['seconds']:.0f} s",
+            "-",
+            f"{memory['rss_mb']:.0f} MB RSS",
+            "<= 150 MB",
+            f"{memory['baseline_rss_mb']:.0f} MB: the same process before the feed started",
+        ),
+    ]
+    latency = feed.get("latency")
+    if latency:
+        rows.append(
+            (
+                f"tick to websocket, {latency['clients']} clients, {latency['ticks_per_second_offered']:,} ticks/s",
+                "-",
+                f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms",
+                f"p99 <= {latency['target_p99_ms']} ms",
+                f"p50 {latency['reference_p50_ms']:.1f} ms, p99 {latency['reference_p99_ms']:.1f} ms:"
+                " the channel layer alone",
+            )
+        )
+    return rows
+
+
+def print_table(rows: list[tuple]) -> None:
     headers = ("figure", "database", "measured", "target", "reference (same run)")
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     line = "  ".join(f"{{:<{width}}}" for width in widths)

@@ -1,0 +1,799 @@
+"""Tick-to-websocket-client latency: the feed, the Redis channel layer, daphne and 100 sockets, end to end.
+
+The issue's target: "p99 from the exchange timestamp to a client receiving it, at 2,000 ticks/s
+with 100 clients connected through daphne and the Redis channel layer: p99 at most the
+conflation interval + 50 ms". Kite's exchange timestamps have 1-second resolution, so the
+latency is measured from the feed receiving the frame (the moment the source hands it to the
+feed's sink) to a client's websocket receiving the message that carries that tick's value.
+
+How:
+- daphne serves `trading_site.asgi:application` in a subprocess, on the caller's database.
+- This process's asyncio loop runs a real `FeedRunner` (parser, state, bars, conflation, the
+  real Redis channel layer) over a 400-instrument synthetic universe. Its source emits a frame
+  of full-mode ticks every 10 ms, round-robin over the subscribed tokens; tick n of a token has
+  last_price 100.00 + 0.05 n, so (token, price) names one tick, and its emit time is kept.
+- The clients run in a second process (`python -m tests.benchmarks.latency clients ...`), all
+  logged in with one staff session cookie and joined to `ticks.BENCH`. Each parses every ticks
+  message and, per message, keeps its receive time, the tick count and a checksum of the
+  (token, price) of every tick in it. In the feed's process the two are matched: every
+  delivered tick gives receive time - emit time. Both processes read CLOCK_MONOTONIC
+  (`time.monotonic`), which is one clock for the whole machine; the start-up handshake checks it.
+  The clients are kept out of the feed's loop on purpose: 100 sockets parsing ~190 KB of JSON
+  each, four times a second, would otherwise stall the feed itself (a production feed does not
+  share its loop with its browsers), and the figure would be the benchmark's own queueing.
+- Conflation delivers only an instrument's latest value per interval, so the latencies are
+  those of the delivered values: what a client sees. Ticks emitted in the first 2 s (warm-up)
+  are not counted; after the measured window the run waits until every client has received the
+  last message published, so slow deliveries are not cut off.
+- The reference, measured in the same run, is the channel-layer floor: group_send of a small
+  message to a group of one bare channel -> its receive(), in this process.
+
+Besides the figures, the result says where the time goes: the wait for the conflation round
+(emit -> publish), delivery (publish -> client, fan-out included), the spread between the first
+and the last client receiving one message, and the CPU share of daphne, the feed process, the
+clients process and Redis.
+
+Run inside a set-up Django process (DATABASE_URL pointing at a migrated scratch database, Redis
+reachable), like the other benchmarks; `measure_tick_latency` returns one dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOL = "BENCH"
+GROUP = f"ticks.{SYMBOL}"
+UNIVERSE_INSTRUMENTS = 400
+FRAME_INTERVAL = 0.010  # the source emits one frame every 10 ms
+WARMUP_SECONDS = 2.0
+# After the window: how long the clients may take to receive the last message published.
+DRAIN_TIMEOUT_SECONDS = 15.0
+DAPHNE_START_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 30.0
+CONNECTS_AT_ONCE = 20
+REFERENCE_SENDS = 200
+REFERENCE_GROUP = "bench.latency.floor"
+BENCH_USERNAME = "latency-bench"
+# last_price = 100.00 + 0.05 * counter; the counter wraps long before a run could repeat a price.
+BASE_PAISE = 10_000
+STEP_PAISE = 5
+PRICE_STEPS = 100_000
+CHECKSUM_FACTOR = 1_000_003
+COOKIE_ENV = "DESK_LATENCY_COOKIE"
+# One clock for every timestamp, in both processes: CLOCK_MONOTONIC, machine-wide on Linux.
+now = time.monotonic
+
+
+def measure_tick_latency(
+    database_url: str,
+    *,
+    clients: int = 100,
+    ticks_per_second: int = 2000,
+    seconds: float = 12.0,
+    conflation_ms: int = 250,
+) -> dict:
+    """p50/p99 from the feed receiving a tick's frame to a websocket client receiving its value."""
+    if clients < 1 or ticks_per_second < 1 or seconds <= 0 or conflation_ms < 1:
+        raise ValueError("clients, ticks_per_second, seconds and conflation_ms must be positive")
+    session_key = staff_session_key()
+    port = free_port()
+    with tempfile.TemporaryFile(prefix="desk-latency-daphne-") as daphne_log:
+        daphne = start_daphne(database_url, port, daphne_log)
+        try:
+            wait_for_http(daphne, port, daphne_log)
+            return asyncio.run(
+                _measure(
+                    port=port,
+                    daphne=daphne,
+                    daphne_log=daphne_log,
+                    session_key=session_key,
+                    clients=clients,
+                    ticks_per_second=ticks_per_second,
+                    seconds=seconds,
+                    conflation_ms=conflation_ms,
+                )
+            )
+        finally:
+            stop_process(daphne)
+
+
+# -- set-up: a logged-in session, daphne -------------------------------------------------------------
+def staff_session_key() -> str:
+    """A database session logged in as a staff user; every benchmark socket shares its cookie."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(username=BENCH_USERNAME, defaults={"is_staff": True})
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies.get(settings.SESSION_COOKIE_NAME)
+    if cookie is None or not cookie.value:
+        raise RuntimeError("force_login did not produce a session cookie")
+    return cookie.value
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_daphne(database_url: str, port: int, log_file) -> subprocess.Popen:
+    from django.conf import settings
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        # The session is signed with SECRET_KEY: daphne must use this process's key.
+        "SECRET_KEY": settings.SECRET_KEY,
+        "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SETTINGS_MODULE": "trading_site.settings",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "trading_site.asgi:application"]
+    try:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    except OSError as error:
+        raise RuntimeError(f"could not start daphne ({' '.join(command)}): {error}") from error
+
+
+def wait_for_http(daphne: subprocess.Popen, port: int, log_file) -> None:
+    deadline = now() + DAPHNE_START_TIMEOUT
+    last_error: Exception | None = None
+    while now() < deadline:
+        if daphne.poll() is not None:
+            raise RuntimeError(f"daphne exited with code {daphne.returncode} at start:\n{tail(log_file)}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/")
+            connection.getresponse().read()  # any HTTP answer (a redirect to the login page) means it is up
+            return
+        except OSError as error:
+            last_error = error
+            time.sleep(0.1)
+        finally:
+            connection.close()
+    raise RuntimeError(
+        f"daphne did not answer HTTP on 127.0.0.1:{port} within {DAPHNE_START_TIMEOUT:.0f} s "
+        f"(last error: {last_error}):\n{tail(log_file)}"
+    )
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def tail(log_file, limit: int = 4000) -> str:
+    with contextlib.suppress(Exception):
+        log_file.flush()
+        log_file.seek(0)
+        return log_file.read().decode(errors="replace")[-limit:] or "(no output)"
+    return "(no output)"
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process, from /proc (nan where unavailable)."""
+    try:
+        stat = Path(f"/proc/{pid or 'self'}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores together, from /proc/stat (nan where unavailable)."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def tick_checksum(pairs) -> int:
+    """Names a message's exact contents: its ticks' (token, price in paise), in order."""
+    return sum(token * CHECKSUM_FACTOR + paise for token, paise in pairs)
+
+
+# -- the feed's source: counting ticks with known emit times -------------------------------------------
+class CountingSource:
+    """Every 10 ms, a frame of full-mode ticks round-robin over the subscribed tokens.
+
+    Tick n of a token carries last_price = 100.00 + 0.05 * n, so (token, price in paise) names
+    it; its emit time (the moment the frame goes to the sink) is kept in `emitted`.
+    """
+
+    name = "latency-bench"
+
+    def __init__(self, ticks_per_second: int, emitted: dict[tuple[int, int], float]) -> None:
+        self.ticks_per_second = ticks_per_second
+        self.emitted = emitted
+        self.tokens: list[int] = []
+        self.ticks_sent = 0
+        self.frames_sent = 0
+        self.ticks_skipped = 0  # offered ticks not sent because the loop fell more than 100 ms behind
+        self._counter: dict[int, int] = {}
+        self._cursor = 0
+        self._owed = 0.0
+        self._stopped = asyncio.Event()
+        self._ohlc = {"open": 100.0, "high": 9000.0, "low": 99.0, "close": 100.0}
+        self._depth = {
+            "buy": [{"quantity": 65, "price": 99.0, "orders": 1}] * 5,
+            "sell": [{"quantity": 65, "price": 101.0, "orders": 1}] * 5,
+        }
+
+    def apply(self, change) -> None:
+        known = set(self.tokens)
+        self.tokens += [token for token in change.add if token not in known]
+        if change.remove:
+            self.tokens = [token for token in self.tokens if token not in change.remove]
+
+    def market_time(self) -> float:
+        return time.time()
+
+    def status(self) -> dict:
+        return {"session": "benchmark", "connections_up": 1, "connections_wanted": 1}
+
+    async def run(self, sink) -> None:
+        from marketdata.kite import build_frame
+
+        due = now()
+        while not self._stopped.is_set():
+            wait = due - now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if wait < -0.1:  # far behind: drop the backlog rather than burst it
+                self.ticks_skipped += int(-wait * self.ticks_per_second)
+                due = now()
+            due += FRAME_INTERVAL
+            self._owed += self.ticks_per_second * FRAME_INTERVAL
+            count = int(self._owed)
+            if count == 0 or not self.tokens:
+                continue
+            self._owed -= count
+            ticks, keys = self._ticks(count)
+            frame = build_frame(ticks)
+            emitted_at = now()
+            for key in keys:
+                self.emitted[key] = emitted_at
+            self.ticks_sent += count
+            self.frames_sent += 1
+            sink(frame, time.time())
+
+    def _ticks(self, count: int) -> tuple[list[dict], list[tuple[int, int]]]:
+        exchange_second = int(time.time())
+        ticks, keys = [], []
+        tokens = self.tokens
+        for _ in range(count):
+            token = tokens[self._cursor % len(tokens)]
+            self._cursor += 1
+            counter = self._counter[token] = (self._counter.get(token, 0) + 1) % PRICE_STEPS
+            paise = BASE_PAISE + STEP_PAISE * counter
+            ticks.append(
+                {
+                    "instrument_token": token,
+                    "mode": "full",
+                    "last_price": paise / 100,
+                    "last_traded_quantity": 65,
+                    "average_traded_price": 100.0,
+                    "volume_traded": 1000 + counter,
+                    "total_buy_quantity": 6500,
+                    "total_sell_quantity": 6500,
+                    "oi": 65_000,
+                    "exchange_timestamp": exchange_second,
+                    "last_trade_time": exchange_second,
+                    "ohlc": self._ohlc,
+                    "depth": self._depth,
+                }
+            )
+            keys.append((token, paise))
+        return ticks, keys
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+
+# -- the measured run (the feed's process) --------------------------------------------------------------
+@dataclass
+class Published:
+    """One ticks message the feed sent to GROUP."""
+
+    seq: int
+    sent_at: float
+    send_seconds: float  # how long group_send took (serialising, Redis)
+    emitted: np.ndarray  # emit time of each tick in it, in order
+    checksum: int
+
+
+@dataclass
+class Window:
+    start: float = float("inf")
+    end: float = float("inf")
+
+
+async def _measure(
+    *,
+    port: int,
+    daphne: subprocess.Popen,
+    daphne_log,
+    session_key: str,
+    clients: int,
+    ticks_per_second: int,
+    seconds: float,
+    conflation_ms: int,
+) -> dict:
+    import redis.asyncio as aioredis
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from marketdata.feed.runner import FeedOptions, FeedRunner
+    from marketdata.groups import TICKS_MESSAGE
+    from tests.benchmarks.feed import synthetic_universe
+
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured (CHANNEL_LAYERS)")
+    reference = await channel_layer_floor(layer)
+
+    emitted: dict[tuple[int, int], float] = {}
+    published: dict[tuple[int, int], Published] = {}  # by the (token, paise) of the message's first tick
+    order: list[Published] = []
+
+    async def group_send(group: str, message: dict) -> None:
+        if group == GROUP and message.get("type") == TICKS_MESSAGE and message.get("ticks"):
+            keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in message["ticks"]]
+            entry = Published(
+                seq=len(order),
+                sent_at=now(),
+                send_seconds=0.0,
+                emitted=np.array([emitted.get(key, np.nan) for key in keys]),
+                checksum=tick_checksum(keys),
+            )
+            published[keys[0]] = entry
+            order.append(entry)
+            await layer.group_send(group, message)
+            entry.send_seconds = now() - entry.sent_at
+        else:
+            await layer.group_send(group, message)
+
+    redis = aioredis.Redis.from_url(settings.REDIS_URL)
+    with tempfile.TemporaryFile(prefix="desk-latency-clients-") as clients_log:
+        swarm = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.benchmarks.latency",
+            "clients",
+            f"ws://127.0.0.1:{port}/ws/feed/?groups={GROUP}",
+            f"http://127.0.0.1:{port}",
+            str(clients),
+            cwd=ROOT,
+            env={**os.environ, COOKIE_ENV: f"{settings.SESSION_COOKIE_NAME}={session_key}"},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=clients_log,
+            limit=1 << 26,
+        )
+        source = CountingSource(ticks_per_second, emitted)
+        runner = FeedRunner(
+            source=source,
+            universes=[synthetic_universe(UNIVERSE_INSTRUMENTS, symbol=SYMBOL)],
+            group_send=group_send,
+            options=FeedOptions(conflation_ms=conflation_ms),
+        )
+        feed: asyncio.Task | None = None
+        window = Window()
+        try:
+            ready = await _read_line(swarm, CONNECT_TIMEOUT + 15, clients_log, daphne_log, "connecting")
+            if "error" in ready:
+                raise RuntimeError(f"websocket clients could not connect: {ready['error']}\n{tail(daphne_log)}")
+            skew = now() - ready["clock"]
+            if not 0 <= skew < 5:
+                raise RuntimeError(f"the clients' process clock is {skew:.3f} s off this one's: not one clock")
+
+            feed = asyncio.create_task(runner.run(), name="latency-feed")
+            window.start = now() + WARMUP_SECONDS
+            window.end = window.start + seconds
+            await _sleep_or_fail(window.start - now(), feed, daphne)
+            ticks_before, frames_before = source.ticks_sent, source.frames_sent
+            cpu_before = (cpu_seconds(daphne.pid), cpu_seconds(), cpu_seconds(swarm.pid), await _redis_cpu(redis))
+            machine_before = machine_cpu()
+            await _sleep_or_fail(window.end - now(), feed, daphne)
+            elapsed = now() - window.start
+            cpu_after = (cpu_seconds(daphne.pid), cpu_seconds(), cpu_seconds(swarm.pid), await _redis_cpu(redis))
+            machine_after = machine_cpu()
+            fed = (source.ticks_sent - ticks_before) / elapsed
+            frames = (source.frames_sent - frames_before) / elapsed
+            cpu = [(after - before) / elapsed * 100 for before, after in zip(cpu_before, cpu_after, strict=True)]
+            # The whole machine, in the same unit (100 = one core busy): is anything else competing?
+            cores = os.cpu_count() or 1
+            busy, total = (after - before for before, after in zip(machine_before, machine_after, strict=True))
+            cpu.append(busy / total * 100 * cores if total else float("nan"))
+
+            # The next conflation round carries the window's last ticks; wait for every client to get it.
+            await _sleep_or_fail(conflation_ms / 1000 * 1.5, feed, daphne)
+            if not order:
+                raise RuntimeError(f"the feed published nothing to {GROUP} in {seconds + WARMUP_SECONDS:.0f} s")
+            last = next(key for key, entry in published.items() if entry is order[-1])
+            swarm.stdin.write(json.dumps({"drain": list(last), "timeout": DRAIN_TIMEOUT_SECONDS}).encode() + b"\n")
+            await swarm.stdin.drain()
+            report = await _read_line(swarm, DRAIN_TIMEOUT_SECONDS + 30, clients_log, daphne_log, "draining")
+            if "error" in report:
+                raise RuntimeError(f"the websocket clients failed: {report['error']}")
+        finally:
+            runner.stop()
+            if feed is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(feed, timeout=15)
+            if swarm.returncode is None:
+                with contextlib.suppress(Exception):
+                    swarm.stdin.close()
+                try:
+                    await asyncio.wait_for(swarm.wait(), timeout=10)
+                except TimeoutError:
+                    swarm.kill()
+                    await swarm.wait()
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+            with contextlib.suppress(Exception):
+                await layer.close_pools()
+
+    if runner.source_error is not None:
+        raise RuntimeError(f"the benchmark source failed: {runner.source_error!r}")
+    return _figures(
+        report=report,
+        published=published,
+        order=order,
+        window=window,
+        reference=reference,
+        clients=clients,
+        ticks_per_second=ticks_per_second,
+        fed=fed,
+        frames=frames,
+        elapsed=elapsed,
+        conflation_ms=conflation_ms,
+        instruments=len(source.tokens),
+        ticks_skipped=source.ticks_skipped,
+        cpu=cpu,
+    )
+
+
+def _figures(
+    *,
+    report: dict,
+    published: dict[tuple[int, int], Published],
+    order: list[Published],
+    window: Window,
+    reference: tuple[float, float],
+    clients: int,
+    ticks_per_second: int,
+    fed: float,
+    frames: float,
+    elapsed: float,
+    conflation_ms: int,
+    instruments: int,
+    ticks_skipped: int,
+    cpu: list[float],
+) -> dict:
+    def in_window(entry: Published) -> np.ndarray:
+        return (entry.emitted >= window.start) & (entry.emitted < window.end)
+
+    latencies, parsed, emit_times, delivery = [], [], [], []
+    received: dict[int, list[float]] = {}
+    foreign = corrupt = 0
+    for client in report["clients"]:
+        for token, paise, at, parsed_at, count, checksum in client["messages"]:
+            entry = published.get((token, paise))
+            if entry is None:
+                foreign += 1  # not this run's feed (another feed on the same group?)
+                continue
+            if checksum != entry.checksum or count != entry.emitted.size:
+                corrupt += 1
+                continue
+            received.setdefault(entry.seq, []).append(at)
+            mask = in_window(entry)
+            if mask.any():
+                latencies.append(at - entry.emitted[mask])
+                parsed.append(parsed_at - entry.emitted[mask])
+                emit_times.append(entry.emitted[mask])
+                delivery.append(at - entry.sent_at)
+    if corrupt:
+        raise RuntimeError(f"{corrupt} messages reached a client with other ticks than the feed published")
+    if not latencies:
+        raise RuntimeError(
+            f"no samples: the clients received {sum(len(c['messages']) for c in report['clients'])} ticks "
+            f"messages ({foreign} not from this run), the feed published {len(order)}"
+        )
+    samples = np.concatenate(latencies) * 1000
+    after_parse = np.concatenate(parsed) * 1000
+    emit_at = np.concatenate(emit_times)
+    carrying = [entry for entry in order if in_window(entry).any()]
+    waits = np.concatenate([entry.sent_at - entry.emitted[in_window(entry)] for entry in carrying]) * 1000
+    spread = [max(times) - min(times) for entry in carrying if len(times := received.get(entry.seq, [])) > 1]
+    first = [min(received[entry.seq]) - entry.sent_at for entry in carrying if entry.seq in received]
+    sends = np.array([entry.send_seconds for entry in carrying]) * 1000
+    missed = sum(clients - len(received.get(entry.seq, [])) for entry in carrying)
+    seconds_in = ((emit_at - window.start) // 1).astype(int)
+    p50, p99 = np.percentile(samples, [50, 99])
+    return {
+        "clients": clients,
+        "clients_connected": report["connected"],
+        "clients_receiving": sum(1 for client in report["clients"] if client["messages"]),
+        "ticks_per_second_offered": ticks_per_second,
+        "ticks_per_second_fed": round(fed, 1),
+        "frames_per_second_fed": round(frames, 1),
+        "ticks_skipped": ticks_skipped,
+        "instruments": instruments,
+        "seconds": round(elapsed, 2),
+        "conflation_ms": conflation_ms,
+        "samples": int(samples.size),
+        "p50_ms": round(float(p50), 1),
+        "p99_ms": round(float(p99), 1),
+        "max_ms": round(float(samples.max()), 1),
+        "target_p99_ms": conflation_ms + 50,
+        "reference_p50_ms": round(reference[0], 2),
+        "reference_p99_ms": round(reference[1], 2),
+        "reference": f"channel-layer floor: group_send -> receive() of a small message on one channel, "
+        f"{REFERENCE_SENDS} sends",
+        "measured_from": "the feed receiving the frame",
+        # Where the time goes.
+        "messages_published": len(carrying),
+        "ticks_per_message": round(float(np.mean([entry.emitted.size for entry in carrying])), 1),
+        "messages_missed": missed,
+        "drained": report["drained"],
+        "conflation_wait_p50_ms": _percentile(waits, 50),
+        "conflation_wait_p99_ms": _percentile(waits, 99),
+        "group_send_p50_ms": _percentile(sends, 50),
+        "group_send_p99_ms": _percentile(sends, 99),
+        "first_client_delivery_p50_ms": _percentile(np.asarray(first) * 1000, 50),
+        "first_client_delivery_p99_ms": _percentile(np.asarray(first) * 1000, 99),
+        "delivery_p50_ms": _percentile(np.asarray(delivery) * 1000, 50),
+        "delivery_p99_ms": _percentile(np.asarray(delivery) * 1000, 99),
+        "fanout_spread_p50_ms": _percentile(np.asarray(spread) * 1000, 50),
+        "fanout_spread_p99_ms": _percentile(np.asarray(spread) * 1000, 99),
+        "p99_ms_by_second": [
+            _percentile(samples[seconds_in == second], 99) for second in range(int(seconds_in.max()) + 1)
+        ],
+        "cpu_percent": {
+            "daphne": round(cpu[0], 1),
+            "feed_process": round(cpu[1], 1),
+            "clients_process": round(cpu[2], 1),
+            "redis": round(cpu[3], 1),
+            "whole_machine": round(cpu[4], 1),
+            "cores": os.cpu_count(),
+        },
+        "client_parse_ms_per_message": round(report["busy"] / max(1, report["messages"]) * 1000, 2),
+        "client_parse_backlog_max": report["backlog_max"],
+        "p99_after_client_parse_ms": _percentile(after_parse, 99),
+        "foreign_messages": foreign,
+    }
+
+
+async def channel_layer_floor(layer) -> tuple[float, float]:
+    """p50/p99 ms of group_send -> receive() on one bare channel, in this process."""
+    channel = await layer.new_channel()
+    await layer.group_add(REFERENCE_GROUP, channel)
+    samples = []
+    try:
+        for number in range(REFERENCE_SENDS + 20):
+            sent = now()
+            await layer.group_send(REFERENCE_GROUP, {"type": "bench.ping", "n": number})
+            message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+            if message.get("n") != number:
+                raise RuntimeError(f"the channel layer returned {message!r} for ping {number}")
+            if number >= 20:  # the first sends warm the connections
+                samples.append(now() - sent)
+    finally:
+        await layer.group_discard(REFERENCE_GROUP, channel)
+    p50, p99 = np.percentile(np.asarray(samples) * 1000, [50, 99])
+    return float(p50), float(p99)
+
+
+async def _read_line(swarm, timeout: float, clients_log, daphne_log, doing: str) -> dict:
+    try:
+        line = await asyncio.wait_for(swarm.stdout.readline(), timeout=timeout)
+    except TimeoutError:
+        raise RuntimeError(
+            f"the websocket clients were still {doing} after {timeout:.0f} s:\n{tail(clients_log)}\n"
+            f"daphne:\n{tail(daphne_log)}"
+        ) from None
+    if not line:
+        await swarm.wait()
+        raise RuntimeError(
+            f"the websocket clients' process exited ({swarm.returncode}) while {doing}:\n{tail(clients_log)}\n"
+            f"daphne:\n{tail(daphne_log)}"
+        )
+    return json.loads(line)
+
+
+async def _redis_cpu(redis) -> float:
+    try:
+        info = await redis.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    except Exception:
+        return float("nan")
+
+
+async def _sleep_or_fail(seconds: float, feed: asyncio.Task, daphne: subprocess.Popen) -> None:
+    """Sleep, but fail at once if the feed or daphne ends on its own."""
+    if seconds > 0:
+        await asyncio.wait([feed], timeout=seconds)
+    if feed.done():
+        error = None if feed.cancelled() else feed.exception()
+        raise RuntimeError(f"the feed stopped during the benchmark: {error!r}")
+    if daphne.poll() is not None:
+        raise RuntimeError(f"daphne exited with code {daphne.returncode} during the benchmark")
+
+
+def _percentile(values: np.ndarray, percentile: float) -> float | None:
+    return round(float(np.percentile(values, percentile)), 1) if len(values) else None
+
+
+# -- the clients (their own process) ------------------------------------------------------------------
+@dataclass
+class ClientLog:
+    # Per ticks message: first tick's token and paise, receive time, parsed time, tick count, checksum.
+    messages: list[list] = field(default_factory=list)
+    seen: set[tuple[int, int]] = field(default_factory=set)
+    busy: float = 0.0  # seconds spent parsing
+    error: str | None = None
+
+
+async def run_clients(url: str, origin: str, count: int) -> int:
+    """Connect `count` sockets, report ready, read until told to drain, then report what arrived."""
+    import websockets
+    from websockets.asyncio.client import connect as connect_websocket
+
+    headers = {"Cookie": os.environ.get(COOKIE_ENV, "")}
+    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+
+    async def connect(number: int):
+        async with gate:
+            try:
+                socket_ = await connect_websocket(
+                    url,
+                    additional_headers=headers,
+                    origin=origin,
+                    max_size=None,
+                    ping_interval=None,
+                    open_timeout=CONNECT_TIMEOUT,
+                )
+            except Exception as error:
+                raise RuntimeError(f"client {number} could not connect to {url}: {error!r}") from error
+        try:
+            while True:
+                reply = json.loads(await asyncio.wait_for(socket_.recv(), timeout=CONNECT_TIMEOUT))
+                if reply.get("type") == "joined":
+                    if GROUP not in reply.get("groups", ()):
+                        raise RuntimeError(f"client {number} joined {reply.get('groups')}, not {GROUP}")
+                    return socket_
+                if reply.get("type") == "error":
+                    raise RuntimeError(f"client {number}: the server said {reply.get('error')}")
+        except websockets.ConnectionClosed as error:
+            refused = error.rcvd is not None and error.rcvd.code == 4401
+            hint = " (not authenticated: the session cookie was refused)" if refused else ""
+            raise RuntimeError(f"client {number} was closed before joining {GROUP}{hint}: {error}") from error
+        except BaseException:
+            await socket_.close()
+            raise
+
+    # Receiving is timed apart from parsing: each socket's reader only stamps and queues a message,
+    # and one parser works through the queue a message at a time, yielding in between. One process
+    # parsing for 100 sockets would otherwise delay every later socket's receive by every earlier
+    # socket's parse, and time the simulator's queue rather than the server's delivery.
+    queue: collections.deque[tuple[ClientLog, str, float]] = collections.deque()
+    queued = asyncio.Event()
+    backlog = {"max": 0}
+
+    async def listen(socket_, log: ClientLog) -> None:
+        try:
+            async for raw in socket_:
+                queue.append((log, raw, now()))
+                queued.set()
+        except websockets.ConnectionClosed:
+            pass
+        except Exception as error:
+            log.error = repr(error)
+
+    async def parse() -> None:
+        while True:
+            if not queue:
+                queued.clear()
+                await queued.wait()
+                continue
+            backlog["max"] = max(backlog["max"], len(queue))
+            log, raw, received = queue.popleft()
+            started = now()
+            try:
+                message = json.loads(raw)
+                if message.get("type") == "ticks" and message.get("ticks"):
+                    ticks = message["ticks"]
+                    keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in ticks]
+                    log.messages.append([*keys[0], received, now(), len(keys), tick_checksum(keys)])
+                    log.seen.add(keys[0])
+            except Exception as error:
+                log.error = f"unreadable message: {error!r}"
+            log.busy += now() - started
+            await asyncio.sleep(0)
+
+    def say(payload: dict) -> None:
+        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.flush()
+
+    results = await asyncio.gather(*(connect(n) for n in range(count)), return_exceptions=True)
+    sockets = [r for r in results if not isinstance(r, BaseException)]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+        say({"error": f"{len(failures)} of {count} clients failed to connect; the first: {failures[0]}"})
+        return 2
+    logs = [ClientLog() for _ in sockets]
+    listeners = [asyncio.create_task(listen(s, log)) for s, log in zip(sockets, logs, strict=True)]
+    listeners.append(asyncio.create_task(parse()))
+    say({"ready": len(sockets), "clock": now()})
+
+    line = await asyncio.to_thread(sys.stdin.readline)
+    drained = False
+    if line:
+        order = json.loads(line)
+        last, deadline = tuple(order["drain"]), now() + order["timeout"]
+        while now() < deadline and not all(last in log.seen or log.error for log in logs):
+            await asyncio.sleep(0.02)
+        drained = all(last in log.seen for log in logs)
+    await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*listeners, return_exceptions=True)
+    errors = [log.error for log in logs if log.error]
+    if errors:
+        say({"error": f"{len(errors)} clients failed while reading; the first: {errors[0]}"})
+        return 2
+    say(
+        {
+            "connected": len(sockets),
+            "drained": drained,
+            "busy": sum(log.busy for log in logs),
+            "backlog_max": backlog["max"],
+            "messages": sum(len(log.messages) for log in logs),
+            "clients": [{"messages": log.messages} for log in logs],
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5 or sys.argv[1] != "clients":
+        raise SystemExit("usage: python -m tests.benchmarks.latency clients WS_URL ORIGIN COUNT")
+    sys.exit(asyncio.run(run_clients(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
