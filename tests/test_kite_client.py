@@ -428,3 +428,14 @@ def test_the_threaded_server_serves_synchronous_code():
                 websocket.recv(timeout=2)
         assert server.total_connections_accepted == 1
         assert server.connections == []
+
+
+def test_redaction_hides_the_token_without_mangling_the_message():
+    from marketdata.kite.connection import token_redactor
+
+    short = token_redactor("t")
+    assert short("could not connect to ws://h/?api_key=k&access_token=t") == (
+        "could not connect to ws://h/?api_key=k&access_token=[redacted]"
+    )
+    secret = "Ab3dEf9hIj2kLm5nOp8qRs1tUv4wXy7z"
+    assert token_redactor(secret)(f"header token k:{secret} failed") == "header token k:[redacted] failed"

@@ -157,7 +157,12 @@ class KiteSource:
     async def run(self, sink: FrameSink) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopped.is_set():
-            session = await loop.run_in_executor(None, self.load_session)
+            try:
+                session = await loop.run_in_executor(None, self.load_session)
+            except Exception:  # the database is down, say: keep the feed process up and try again
+                log.exception("could not read the Kite session; retrying in %.0f s", self.SESSION_POLL_SECONDS)
+                await wait_or_stop(self._stopped, self.SESSION_POLL_SECONDS)
+                continue
             if session is None:
                 self.session_state = "session expired"
                 await wait_or_stop(self._stopped, self.SESSION_POLL_SECONDS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,11 +69,19 @@ def backoff_delays(
         base = min(base * factor, maximum)
 
 
+# Kite's access tokens are 32 characters; anything this long cannot be an ordinary word, so
+# replacing it wherever it appears never mangles the rest of a message.
+_MIN_BARE_SECRET = 8
+_TOKEN_PARAMETER = re.compile(r"(access_token=)[^&\s'\"]+")
+
+
 def token_redactor(access_token: str) -> Callable[[str], str]:
-    """A function that replaces ``access_token`` in a text, as given or URL-quoted, with REDACTED."""
-    secrets = [s for s in {access_token, quote(access_token, safe="")} if s]
+    """A function that hides ``access_token`` in a text: any access_token=... query value, and the
+    token itself (as given or URL-quoted) wherever it appears, when it is long enough to be a secret."""
+    secrets = [s for s in {access_token, quote(access_token, safe="")} if len(s) >= _MIN_BARE_SECRET]
 
     def redact(text: str) -> str:
+        text = _TOKEN_PARAMETER.sub(rf"\g<1>{REDACTED}", text)
         for secret in secrets:
             text = text.replace(secret, REDACTED)
         return text
