@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -46,16 +48,16 @@ async def test_it_joins_the_groups_asked_for_and_relays_feed_messages():
 
     layer = get_channel_layer()
     tick = {"instrument_token": 256265, "last_price": 26012.35, "exchange_timestamp": 1795000000}
-    await layer.group_send("ticks.NIFTY", {"type": "feed.ticks", "group": "ticks.NIFTY", "ticks": [tick]})
-    assert await socket.receive_json_from(timeout=5) == {"type": "ticks", "group": "ticks.NIFTY", "ticks": [tick]}
+    update = {"type": "ticks", "group": "ticks.NIFTY", "ticks": [tick]}
+    await layer.group_send("ticks.NIFTY", {"type": "feed.ticks", "group": "ticks.NIFTY", "json": json.dumps(update)})
+    assert await socket.receive_json_from(timeout=5) == update
 
-    await layer.group_send(
-        "feed.status", {"type": "feed.status", "group": "feed.status", "status": {"state": "running"}}
-    )
+    status = json.dumps({"type": "status", "status": {"state": "running"}})
+    await layer.group_send("feed.status", {"type": "feed.status", "group": "feed.status", "json": status})
     assert await socket.receive_json_from(timeout=5) == {"type": "status", "status": {"state": "running"}}
 
     # A group it did not join does not reach it.
-    await layer.group_send("ticks.BANKNIFTY", {"type": "feed.ticks", "group": "ticks.BANKNIFTY", "ticks": [tick]})
+    await layer.group_send("ticks.BANKNIFTY", {"type": "feed.ticks", "group": "ticks.BANKNIFTY", "json": "{}"})
     assert await socket.receive_nothing(timeout=0.3)
     await socket.disconnect()
 

@@ -84,6 +84,7 @@ async def test_the_simulated_feed_streams_conflated_messages_and_writes_redis(de
     assert len(ticks_messages) >= 8
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(ticks_messages)]
     assert min(gaps) > 0.12  # never two messages for one group inside one interval
+    ticks_messages = [(at, json.loads(m["json"])) for at, m in ticks_messages]
     tokens = {t["instrument_token"] for _, m in ticks_messages for t in m["ticks"]}
     nifty = demo[0]
     assert nifty.spot_token in tokens and len(tokens) > 20

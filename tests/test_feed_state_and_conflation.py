@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
 import numpy as np
@@ -47,13 +48,14 @@ def index(price: float) -> dict:
 
 
 class Recorder:
-    """Stands in for the channel layer's group_send: it records what the feed sent."""
+    """Stands in for the channel layer's group_send: it records what the feed sent, as clients get it."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict]] = []
 
     async def __call__(self, group: str, message: dict) -> None:
-        self.sent.append((group, message))
+        assert message["type"] in {"feed.ticks", "bar.closed", "feed.status"} and message["group"] == group
+        self.sent.append((group, json.loads(message["json"])))
 
 
 @pytest.fixture

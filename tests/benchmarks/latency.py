@@ -13,14 +13,22 @@ How:
   of full-mode ticks every 10 ms, round-robin over the subscribed tokens; tick n of a token has
   last_price 100.00 + 0.05 n, so (token, price) names one tick, and its emit time is kept.
 - The clients run in a second process (`python -m tests.benchmarks.latency clients ...`), all
-  logged in with one staff session cookie and joined to `ticks.BENCH`. Each parses every ticks
-  message and, per message, keeps its receive time, the tick count and a checksum of the
-  (token, price) of every tick in it. In the feed's process the two are matched: every
-  delivered tick gives receive time - emit time. Both processes read CLOCK_MONOTONIC
-  (`time.monotonic`), which is one clock for the whole machine; the start-up handshake checks it.
-  The clients are kept out of the feed's loop on purpose: 100 sockets parsing ~190 KB of JSON
-  each, four times a second, would otherwise stall the feed itself (a production feed does not
-  share its loop with its browsers), and the figure would be the benchmark's own queueing.
+  logged in with one staff session cookie and joined to `ticks.BENCH`. A socket's reader stamps
+  each message the moment the websocket hands it over, and queues it; a parser then reads it
+  (JSON), and keeps per ticks message the stamp, the tick count and a checksum of the (token,
+  price) of every tick. In the feed's process the two are matched, and every delivered tick
+  gives receive time - emit time. Both processes read CLOCK_MONOTONIC (`time.monotonic`), one
+  clock for the whole machine; the start-up handshake checks it.
+- Why the clients are not in the feed's loop, and why stamping comes before parsing: one
+  message carries every instrument that changed (~400 here, ~190 KB of JSON), four times a
+  second, to 100 sockets. Parsing 100 copies inline in one loop delays each later socket's
+  receive by every earlier socket's parse, and in the feed's own loop it stalls the feed: the
+  figure would be the test rig's queue. Browsers parse on their own machines, after receipt.
+- By default the parser reads each distinct message once per clients process; a copy that is
+  byte-for-byte identical (the other 99 sockets) is compared, not parsed again, so simulating
+  100 browsers does not take a core away from the server being measured on a small machine.
+  `parse_every_copy=True` parses every copy (the stamps stay receipt times); the result gives
+  the parse cost per message and `p99_after_client_parse_ms` either way.
 - Conflation delivers only an instrument's latest value per interval, so the latencies are
   those of the delivered values: what a client sees. Ticks emitted in the first 2 s (warm-up)
   are not counted; after the measured window the run waits until every client has received the
@@ -29,9 +37,10 @@ How:
   message to a group of one bare channel -> its receive(), in this process.
 
 Besides the figures, the result says where the time goes: the wait for the conflation round
-(emit -> publish), delivery (publish -> client, fan-out included), the spread between the first
-and the last client receiving one message, and the CPU share of daphne, the feed process, the
-clients process and Redis.
+(emit -> publish), the feed's group_send, delivery (publish -> client) to the first client and to
+all, the spread between the first and the last client receiving one message, whether latency
+grows during the run (a queue building up: `keeping_up`), and the CPU used by daphne, the feed
+process, the clients process, Redis and the whole machine (100 = one core).
 
 Run inside a set-up Django process (DATABASE_URL pointing at a migrated scratch database, Redis
 reachable), like the other benchmarks; `measure_tick_latency` returns one dict.
@@ -68,6 +77,9 @@ CONNECT_TIMEOUT = 30.0
 CONNECTS_AT_ONCE = 20
 REFERENCE_SENDS = 200
 REFERENCE_GROUP = "bench.latency.floor"
+STALE_MEMBER_SECONDS = 600
+# Median latency rising faster than this over the window means a queue is growing somewhere.
+KEEPING_UP_MS_PER_S = 25.0
 BENCH_USERNAME = "latency-bench"
 # last_price = 100.00 + 0.05 * counter; the counter wraps long before a run could repeat a price.
 BASE_PAISE = 10_000
@@ -86,6 +98,7 @@ def measure_tick_latency(
     ticks_per_second: int = 2000,
     seconds: float = 12.0,
     conflation_ms: int = 250,
+    parse_every_copy: bool = False,
 ) -> dict:
     """p50/p99 from the feed receiving a tick's frame to a websocket client receiving its value."""
     if clients < 1 or ticks_per_second < 1 or seconds <= 0 or conflation_ms < 1:
@@ -106,6 +119,7 @@ def measure_tick_latency(
                     ticks_per_second=ticks_per_second,
                     seconds=seconds,
                     conflation_ms=conflation_ms,
+                    parse_every_copy=parse_every_copy,
                 )
             )
         finally:
@@ -354,6 +368,7 @@ async def _measure(
     ticks_per_second: int,
     seconds: float,
     conflation_ms: int,
+    parse_every_copy: bool,
 ) -> dict:
     import redis.asyncio as aioredis
     from channels.layers import get_channel_layer
@@ -373,8 +388,9 @@ async def _measure(
     order: list[Published] = []
 
     async def group_send(group: str, message: dict) -> None:
-        if group == GROUP and message.get("type") == TICKS_MESSAGE and message.get("ticks"):
-            keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in message["ticks"]]
+        ticks = json.loads(message["json"])["ticks"] if message.get("type") == TICKS_MESSAGE else None
+        if group == GROUP and ticks:
+            keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in ticks]
             entry = Published(
                 seq=len(order),
                 sent_at=now(),
@@ -390,6 +406,8 @@ async def _measure(
             await layer.group_send(group, message)
 
     redis = aioredis.Redis.from_url(settings.REDIS_URL)
+    others = await _clear_stale_members(layer, redis)
+    ours: set[bytes] = set()
     with tempfile.TemporaryFile(prefix="desk-latency-clients-") as clients_log:
         swarm = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -399,6 +417,7 @@ async def _measure(
             f"ws://127.0.0.1:{port}/ws/feed/?groups={GROUP}",
             f"http://127.0.0.1:{port}",
             str(clients),
+            "parse-every-copy" if parse_every_copy else "parse-once",
             cwd=ROOT,
             env={**os.environ, COOKIE_ENV: f"{settings.SESSION_COOKIE_NAME}={session_key}"},
             stdin=asyncio.subprocess.PIPE,
@@ -422,6 +441,7 @@ async def _measure(
             skew = now() - ready["clock"]
             if not 0 <= skew < 5:
                 raise RuntimeError(f"the clients' process clock is {skew:.3f} s off this one's: not one clock")
+            ours = set(await _members(layer, redis)) - others
 
             feed = asyncio.create_task(runner.run(), name="latency-feed")
             window.start = now() + WARMUP_SECONDS
@@ -466,6 +486,8 @@ async def _measure(
                     swarm.kill()
                     await swarm.wait()
             with contextlib.suppress(Exception):
+                await _leave_group(layer, redis, ours)
+            with contextlib.suppress(Exception):
                 await redis.aclose()
             with contextlib.suppress(Exception):
                 await layer.close_pools()
@@ -487,6 +509,7 @@ async def _measure(
         instruments=len(source.tokens),
         ticks_skipped=source.ticks_skipped,
         cpu=cpu,
+        other_members=len(others),
     )
 
 
@@ -506,6 +529,7 @@ def _figures(
     instruments: int,
     ticks_skipped: int,
     cpu: list[float],
+    other_members: int,
 ) -> dict:
     def in_window(entry: Published) -> np.ndarray:
         return (entry.emitted >= window.start) & (entry.emitted < window.end)
@@ -547,6 +571,14 @@ def _figures(
     missed = sum(clients - len(received.get(entry.seq, [])) for entry in carrying)
     seconds_in = ((emit_at - window.start) // 1).astype(int)
     p50, p99 = np.percentile(samples, [50, 99])
+    by_second = [samples[seconds_in == second] for second in range(int(seconds_in.max()) + 1)]
+    by_second = [values for values in by_second if values.size]
+    # A server that keeps up has a flat latency; one that does not queues more every second.
+    growth = (
+        float(np.polyfit(np.arange(len(by_second)), [np.median(v) for v in by_second], 1)[0])
+        if len(by_second) > 2
+        else 0.0
+    )
     return {
         "clients": clients,
         "clients_connected": report["connected"],
@@ -583,9 +615,10 @@ def _figures(
         "delivery_p99_ms": _percentile(np.asarray(delivery) * 1000, 99),
         "fanout_spread_p50_ms": _percentile(np.asarray(spread) * 1000, 50),
         "fanout_spread_p99_ms": _percentile(np.asarray(spread) * 1000, 99),
-        "p99_ms_by_second": [
-            _percentile(samples[seconds_in == second], 99) for second in range(int(seconds_in.max()) + 1)
-        ],
+        "within_target": bool(p99 <= conflation_ms + 50),
+        "p50_growth_ms_per_s": round(growth, 1),
+        "keeping_up": abs(growth) < KEEPING_UP_MS_PER_S,
+        "p99_ms_by_second": [_percentile(values, 99) for values in by_second],
         "cpu_percent": {
             "daphne": round(cpu[0], 1),
             "feed_process": round(cpu[1], 1),
@@ -594,10 +627,13 @@ def _figures(
             "whole_machine": round(cpu[4], 1),
             "cores": os.cpu_count(),
         },
+        "client_parsing": "every copy" if report["parse_every_copy"] else "once per distinct message",
+        "client_parses": report["parses"],
         "client_parse_ms_per_message": round(report["busy"] / max(1, report["messages"]) * 1000, 2),
         "client_parse_backlog_max": report["backlog_max"],
         "p99_after_client_parse_ms": _percentile(after_parse, 99),
         "foreign_messages": foreign,
+        "other_group_members": other_members,
     }
 
 
@@ -638,6 +674,41 @@ async def _read_line(swarm, timeout: float, clients_log, daphne_log, doing: str)
     return json.loads(line)
 
 
+def _group_key(layer) -> str | None:
+    # channels_redis keeps a group as a sorted set of channel names, scored by the time each joined.
+    group_key = getattr(layer, "_group_key", None)
+    return group_key(GROUP) if group_key else None
+
+
+async def _members(layer, redis) -> list[bytes]:
+    key = _group_key(layer)
+    return await redis.zrange(key, 0, -1) if key else []
+
+
+async def _clear_stale_members(layer, redis) -> set[bytes]:
+    """Drop members an earlier, killed run left in GROUP; return the members still there.
+
+    A member that joined more than STALE_MEMBER_SECONDS ago cannot belong to a running benchmark,
+    and every one of them would make each group_send serialise and store one more copy.
+    """
+    key = _group_key(layer)
+    if key:
+        await redis.zremrangebyscore(key, "-inf", time.time() - STALE_MEMBER_SECONDS)
+    return set(await _members(layer, redis))
+
+
+async def _leave_group(layer, redis, ours: set[bytes]) -> None:
+    """Wait for daphne to take the closed sockets out of GROUP; discard any it did not get to."""
+    deadline = now() + 5
+    while ours and now() < deadline:
+        remaining = ours & set(await _members(layer, redis))
+        if not remaining:
+            return
+        await asyncio.sleep(0.1)
+    for channel in ours & set(await _members(layer, redis)):
+        await layer.group_discard(GROUP, channel.decode())
+
+
 async def _redis_cpu(redis) -> float:
     try:
         info = await redis.info("cpu")
@@ -671,7 +742,7 @@ class ClientLog:
     error: str | None = None
 
 
-async def run_clients(url: str, origin: str, count: int) -> int:
+async def run_clients(url: str, origin: str, count: int, *, parse_every_copy: bool = False) -> int:
     """Connect `count` sockets, report ready, read until told to drain, then report what arrived."""
     import websockets
     from websockets.asyncio.client import connect as connect_websocket
@@ -691,7 +762,9 @@ async def run_clients(url: str, origin: str, count: int) -> int:
                     open_timeout=CONNECT_TIMEOUT,
                 )
             except Exception as error:
-                raise RuntimeError(f"client {number} could not connect to {url}: {error!r}") from error
+                status = getattr(getattr(error, "response", None), "status_code", None)
+                refused = " (origin refused, or the cookie is not a logged-in session)" if status == 403 else ""
+                raise RuntimeError(f"client {number} could not connect to {url}{refused}: {error!r}") from error
         try:
             while True:
                 reply = json.loads(await asyncio.wait_for(socket_.recv(), timeout=CONNECT_TIMEOUT))
@@ -716,7 +789,9 @@ async def run_clients(url: str, origin: str, count: int) -> int:
     queue: collections.deque[tuple[ClientLog, str, float]] = collections.deque()
     queued = asyncio.Event()
     backlog = {"max": 0}
-    cache = {}
+    parses = {"count": 0}
+    # The last few distinct message texts and what they hold: a byte-identical copy reads the same.
+    recent: dict[str, tuple[int, int, int, int]] = {}
 
     async def listen(socket_, log: ClientLog) -> None:
         try:
@@ -738,26 +813,29 @@ async def run_clients(url: str, origin: str, count: int) -> int:
             log, raw, received = queue.popleft()
             started = now()
             try:
-                if os.environ.get("DEDUPE") and raw in cache:
-                    first, n, cs = cache[raw]
-                    log.messages.append([*first, received, now(), n, cs])
-                    log.seen.add(first)
-                    log.busy += now() - started
-                    await asyncio.sleep(0)
-                    continue
-                message = json.loads(raw)
-                if message.get("type") == "ticks" and message.get("ticks"):
-                    ticks = message["ticks"]
-                    keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in ticks]
-                    log.messages.append([*keys[0], received, now(), len(keys), tick_checksum(keys)])
-                    cache[raw] = (keys[0], len(keys), log.messages[-1][-1])
-                    if len(cache) > 8:
-                        cache.pop(next(iter(cache)))
-                    log.seen.add(keys[0])
+                summary = None if parse_every_copy else recent.get(raw)
+                if summary is None:
+                    summary = summarise(json.loads(raw))
+                    parses["count"] += 1
+                    if summary is not None and not parse_every_copy:
+                        recent[raw] = summary
+                        if len(recent) > 8:
+                            del recent[next(iter(recent))]
+                if summary is not None:
+                    first_token, first_paise, count, checksum = summary
+                    log.messages.append([first_token, first_paise, received, now(), count, checksum])
+                    log.seen.add((first_token, first_paise))
             except Exception as error:
                 log.error = f"unreadable message: {error!r}"
             log.busy += now() - started
             await asyncio.sleep(0)
+
+    def summarise(message: dict) -> tuple[int, int, int, int] | None:
+        """A ticks message's first (token, paise), tick count and checksum; None for other messages."""
+        if message.get("type") != "ticks" or not message.get("ticks"):
+            return None
+        keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in message["ticks"]]
+        return (*keys[0], len(keys), tick_checksum(keys))
 
     def say(payload: dict) -> None:
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -784,6 +862,10 @@ async def run_clients(url: str, origin: str, count: int) -> int:
             await asyncio.sleep(0.02)
         drained = all(last in log.seen for log in logs)
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    # Messages already received still count: read what is queued before reporting.
+    deadline = now() + DRAIN_TIMEOUT_SECONDS
+    while queue and now() < deadline:
+        await asyncio.sleep(0.02)
     for task in listeners:
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
@@ -797,6 +879,8 @@ async def run_clients(url: str, origin: str, count: int) -> int:
             "drained": drained,
             "busy": sum(log.busy for log in logs),
             "backlog_max": backlog["max"],
+            "parses": parses["count"],
+            "parse_every_copy": parse_every_copy,
             "messages": sum(len(log.messages) for log in logs),
             "clients": [{"messages": log.messages} for log in logs],
         }
@@ -805,6 +889,8 @@ async def run_clients(url: str, origin: str, count: int) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] != "clients":
-        raise SystemExit("usage: python -m tests.benchmarks.latency clients WS_URL ORIGIN COUNT")
-    sys.exit(asyncio.run(run_clients(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+    MODES = {"parse-once": False, "parse-every-copy": True}
+    if len(sys.argv) != 6 or sys.argv[1] != "clients" or sys.argv[5] not in MODES:
+        raise SystemExit(f"usage: python -m tests.benchmarks.latency clients WS_URL ORIGIN COUNT {'|'.join(MODES)}")
+    url, origin, count, mode = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    sys.exit(asyncio.run(run_clients(url, origin, count, parse_every_copy=MODES[mode])))
