@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -169,3 +171,28 @@ async def test_a_huge_group_update_is_split_under_the_message_size_limit():
     await publisher.publish_changes()
     assert [len(message["ticks"]) for _, message in recorder.sent] == [2000, 2000, 500]
     assert len({t["instrument_token"] for _, m in recorder.sent for t in m["ticks"]}) == 4500
+
+
+class SwallowsCancellation(Recorder):
+    """A group_send like some Redis client code: it absorbs a cancellation that lands inside it."""
+
+    async def __call__(self, group: str, message: dict) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)
+        await super().__call__(group, message)
+
+
+@pytest.mark.asyncio
+async def test_the_feed_stops_even_when_a_library_swallows_the_cancellation():
+    from marketdata.feed.runner import FeedOptions, FeedRunner
+    from marketdata.feed.sources import ReplaySource
+
+    send = SwallowsCancellation()
+    source = ReplaySource(load_ticks=lambda: [], speed=0)
+    # The status task spends nearly all its time inside the send, so the stop's cancel lands there.
+    runner = FeedRunner(source=source, universes=[], group_send=send, options=FeedOptions(status_interval=0.01))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.5)
+    runner.stop()
+    await asyncio.wait_for(task, timeout=15)
+    assert send.sent[-1][1]["status"]["state"] == "stopped"

@@ -28,6 +28,8 @@ from marketdata.groups import WATCHED_INSTRUMENTS_KEY
 log = logging.getLogger(__name__)
 
 STATUS_LOG_SECONDS = 60.0
+# How long shutdown waits for the periodic tasks to end before flushing without them.
+TASK_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -92,7 +94,16 @@ class FeedRunner:
             await self.source.stop()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Some library code under these tasks (Redis clients) can swallow a cancellation; the
+            # loops also watch `stopping`, and shutdown never waits on a task forever: the ticks and
+            # bars still queued must be flushed whatever a library does.
+            _, pending = await asyncio.wait(tasks, timeout=TASK_STOP_SECONDS)
+            for task in pending:
+                log.warning(
+                    "feed task %s did not stop within %s s; shutting down without it",
+                    task.get_name(),
+                    TASK_STOP_SECONDS,
+                )
             await self.shutdown()
 
     def _source_ended(self, task: asyncio.Task) -> None:
@@ -125,8 +136,10 @@ class FeedRunner:
 
     # -- periodic work ------------------------------------------------------------------
     async def _every(self, seconds: float, work: Callable) -> None:
-        while True:
+        while not self.stopping.is_set():
             await asyncio.sleep(seconds)
+            if self.stopping.is_set():
+                return
             try:
                 await work()
             except Exception:  # one failed round must not end the feed

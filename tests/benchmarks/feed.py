@@ -320,7 +320,7 @@ def measure_feed_memory(seconds: float = 25.0, ticks_per_second: int = 4000) -> 
                 *MEMORY_UNDERLYINGS,
             ],
             cwd=ROOT,
-            env={**os.environ, "KITE_TICKER_URL": server.url},
+            env={**os.environ, "KITE_TICKER_URL": server.url, "LOG_LEVEL": "INFO"},  # its final status line is read
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
