@@ -152,7 +152,7 @@ def feed_rows(feed: dict) -> list[tuple]:
             "-",
             f"{memory['rss_mb']:.0f} MB RSS",
             "<= 150 MB",
-            f"{memory['baseline_rss_mb']:.0f} MB: the same process before the feed started",
+            f"{memory['baseline_rss_mb']:.0f} MB: a Django process of this project at rest",
         ),
     ]
     latency = feed.get("latency")
