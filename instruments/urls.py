@@ -3,7 +3,6 @@ from django.urls import path
 from instruments import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("accounts/", views.account_list, name="account-list"),
     path("accounts/new/", views.account_edit, name="account-create"),
     path("accounts/<int:account_id>/edit/", views.account_edit, name="account-edit"),

@@ -21,21 +21,6 @@ KITE_LOGIN_WINDOW_SECONDS = 15 * 60
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "instruments/home.html",
-        {
-            "accounts": selectors.broker_accounts_for_user(request.user),
-            "underlyings": selectors.underlyings_with_contract_counts(),
-            "master": selectors.instrument_master_summary(),
-            "data_account": selectors.data_account(),
-            "now": clock.now(),
-        },
-    )
-
-
-@require_GET
 def account_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,

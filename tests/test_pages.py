@@ -87,3 +87,34 @@ def test_bob_cannot_edit_alices_account(client, alice, bob):
     client.force_login(bob)
     assert client.get(f"/accounts/{account.pk}/edit/").status_code == 404
     assert client.post(f"/accounts/{account.pk}/edit/", {"label": "x", "api_key": "y"}).status_code == 404
+
+
+def test_the_home_page_shows_whether_the_feed_is_reporting(client, alice):
+    import json
+
+    import redis
+    from django.conf import settings
+
+    from marketdata.groups import FEED_STATUS_KEY
+
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    store.delete(FEED_STATUS_KEY)
+    client.force_login(alice)
+    assert "No feed is reporting" in client.get("/").content.decode()
+
+    status = {
+        "state": "running",
+        "source": "sim",
+        "session": "simulated",
+        "instruments": 258,
+        "ticks_per_s": 512.5,
+        "lag_ms": 40,
+        "ticks_total": 9000,
+        "frame_errors": 2,
+        "ticks_dropped": 0,
+    }
+    store.set(FEED_STATUS_KEY, json.dumps(status), ex=10)
+    page = client.get("/").content.decode()
+    store.delete(FEED_STATUS_KEY)
+    assert "258 instruments" in page and "512.5 ticks/s" in page and "2 bad frames" in page
+    assert "ticks dropped" not in page
