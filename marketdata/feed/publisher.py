@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from marketdata.feed.bars import ClosedBars
-from marketdata.feed.state import FeedState
+from marketdata.feed.state import FLOAT_COLUMNS, INT_COLUMNS, FeedState
 from marketdata.groups import (
     BAR_CLOSED_MESSAGE,
     FEED_STATUS_GROUP,
@@ -34,18 +34,9 @@ GroupSend = Callable[[str, dict], Awaitable[None]]
 MAX_TICKS_PER_MESSAGE = 2000
 # The status key outlives a few missed beats, then vanishes: no key means no feed.
 STATUS_TTL_SECONDS = 10
-_PAYLOAD_FLOATS = ("last_price", "change", "average_traded_price", "open", "high", "low", "close")
-_PAYLOAD_INTS = (
-    "volume_traded",
-    "last_traded_quantity",
-    "total_buy_quantity",
-    "total_sell_quantity",
-    "oi",
-    "oi_day_high",
-    "oi_day_low",
-    "exchange_timestamp",
-    "last_trade_time",
-)
+# A message carries the state's columns (depth reduced to the best bid and ask).
+_PAYLOAD_FLOATS = FLOAT_COLUMNS
+_PAYLOAD_INTS = INT_COLUMNS
 
 
 def tick_payloads(state: FeedState, slots: np.ndarray, *, with_depth: bool = False) -> list[dict]:

@@ -14,8 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-# Kite allows 3 connections of 3000 instruments per API key.
-MAX_INSTRUMENTS = 9000
+from marketdata.feed.universe import MAX_INSTRUMENTS
 
 # Columns copied from a parsed TickBatch into the state, by dtype.
 FLOAT_COLUMNS = ("last_price", "average_traded_price", "open", "high", "low", "close", "change")
