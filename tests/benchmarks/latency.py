@@ -12,7 +12,7 @@ How:
   real Redis channel layer) over a 400-instrument synthetic universe. Its source emits a frame
   of full-mode ticks every 10 ms, round-robin over the subscribed tokens; tick n of a token has
   last_price 100.00 + 0.05 n, so (token, price) names one tick, and its emit time is kept.
-- The clients run in a second process (`python -m tests.benchmarks.latency clients ...`), all
+- The clients run in a second process (`python -m tests.benchmarks.latency_clients ...`), all
   logged in with one staff session cookie and joined to `ticks.BENCH`. A socket's reader stamps
   each message the moment the websocket hands it over, and queues it; a parser then reads it
   (JSON), and keeps per ticks message the stamp, the tick count and a checksum of the (token,
@@ -44,37 +44,50 @@ process, the clients process, Redis and the whole machine (100 = one core).
 
 Run inside a set-up Django process (DATABASE_URL pointing at a migrated scratch database, Redis
 reachable), like the other benchmarks; `measure_tick_latency` returns one dict.
+
+This module holds the feed's side: the run, its counting source and the figures. The clients'
+process is tests/benchmarks/latency_clients.py; starting daphne, stopping processes and reading
+CPU use are in tests/benchmarks/processes.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-SYMBOL = "BENCH"
-GROUP = f"ticks.{SYMBOL}"
+from tests.benchmarks.latency_clients import (
+    CONNECT_TIMEOUT,
+    COOKIE_ENV,
+    DRAIN_TIMEOUT_SECONDS,
+    GROUP,
+    SYMBOL,
+    now,
+    tick_checksum,
+)
+from tests.benchmarks.processes import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    machine_cpu,
+    redis_cpu_seconds,
+    start_daphne,
+    stop_process,
+    tail,
+    wait_for_http,
+)
+
 UNIVERSE_INSTRUMENTS = 400
 FRAME_INTERVAL = 0.010  # the source emits one frame every 10 ms
 WARMUP_SECONDS = 2.0
-# After the window: how long the clients may take to receive the last message published.
-DRAIN_TIMEOUT_SECONDS = 15.0
-DAPHNE_START_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 30.0
-CONNECTS_AT_ONCE = 20
 REFERENCE_SENDS = 200
 REFERENCE_GROUP = "bench.latency.floor"
 STALE_MEMBER_SECONDS = 600
@@ -85,10 +98,6 @@ BENCH_USERNAME = "latency-bench"
 BASE_PAISE = 10_000
 STEP_PAISE = 5
 PRICE_STEPS = 100_000
-CHECKSUM_FACTOR = 1_000_003
-COOKIE_ENV = "DESK_LATENCY_COOKIE"
-# One clock for every timestamp, in both processes: CLOCK_MONOTONIC, machine-wide on Linux.
-now = time.monotonic
 
 
 def measure_tick_latency(
@@ -126,7 +135,7 @@ def measure_tick_latency(
             stop_process(daphne)
 
 
-# -- set-up: a logged-in session, daphne -------------------------------------------------------------
+# -- set-up: a logged-in session -------------------------------------------------------------
 def staff_session_key() -> str:
     """A database session logged in as a staff user; every benchmark socket shares its cookie."""
     from django.conf import settings
@@ -143,102 +152,6 @@ def staff_session_key() -> str:
     if cookie is None or not cookie.value:
         raise RuntimeError("force_login did not produce a session cookie")
     return cookie.value
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_daphne(database_url: str, port: int, log_file) -> subprocess.Popen:
-    from django.conf import settings
-
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DEBUG": "0",
-        # The session is signed with SECRET_KEY: daphne must use this process's key.
-        "SECRET_KEY": settings.SECRET_KEY,
-        "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DJANGO_SETTINGS_MODULE": "trading_site.settings",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "trading_site.asgi:application"]
-    try:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    except OSError as error:
-        raise RuntimeError(f"could not start daphne ({' '.join(command)}): {error}") from error
-
-
-def wait_for_http(daphne: subprocess.Popen, port: int, log_file) -> None:
-    deadline = now() + DAPHNE_START_TIMEOUT
-    last_error: Exception | None = None
-    while now() < deadline:
-        if daphne.poll() is not None:
-            raise RuntimeError(f"daphne exited with code {daphne.returncode} at start:\n{tail(log_file)}")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            connection.request("GET", "/")
-            connection.getresponse().read()  # any HTTP answer (a redirect to the login page) means it is up
-            return
-        except OSError as error:
-            last_error = error
-            time.sleep(0.1)
-        finally:
-            connection.close()
-    raise RuntimeError(
-        f"daphne did not answer HTTP on 127.0.0.1:{port} within {DAPHNE_START_TIMEOUT:.0f} s "
-        f"(last error: {last_error}):\n{tail(log_file)}"
-    )
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def tail(log_file, limit: int = 4000) -> str:
-    with contextlib.suppress(Exception):
-        log_file.flush()
-        log_file.seek(0)
-        return log_file.read().decode(errors="replace")[-limit:] or "(no output)"
-    return "(no output)"
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process, from /proc (nan where unavailable)."""
-    try:
-        stat = Path(f"/proc/{pid or 'self'}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores together, from /proc/stat (nan where unavailable)."""
-    try:
-        with open("/proc/stat") as stat:
-            values = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return float("nan"), float("nan")
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-def tick_checksum(pairs) -> int:
-    """Names a message's exact contents: its ticks' (token, price in paise), in order."""
-    return sum(token * CHECKSUM_FACTOR + paise for token, paise in pairs)
 
 
 # -- the feed's source: counting ticks with known emit times -------------------------------------------
@@ -412,8 +325,7 @@ async def _measure(
         swarm = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.benchmarks.latency",
-            "clients",
+            "tests.benchmarks.latency_clients",
             f"ws://127.0.0.1:{port}/ws/feed/?groups={GROUP}",
             f"http://127.0.0.1:{port}",
             str(clients),
@@ -432,6 +344,11 @@ async def _measure(
             group_send=group_send,
             options=FeedOptions(conflation_ms=conflation_ms),
         )
+
+        async def cpu_used() -> tuple[float, float, float, float]:
+            """CPU seconds so far of daphne, this process, the clients' process and Redis."""
+            return cpu_seconds(daphne.pid), cpu_seconds(), cpu_seconds(swarm.pid), await redis_cpu_seconds(redis)
+
         feed: asyncio.Task | None = None
         window = Window()
         try:
@@ -448,11 +365,11 @@ async def _measure(
             window.end = window.start + seconds
             await _sleep_or_fail(window.start - now(), feed, daphne)
             ticks_before, frames_before = source.ticks_sent, source.frames_sent
-            cpu_before = (cpu_seconds(daphne.pid), cpu_seconds(), cpu_seconds(swarm.pid), await _redis_cpu(redis))
+            cpu_before = await cpu_used()
             machine_before = machine_cpu()
             await _sleep_or_fail(window.end - now(), feed, daphne)
             elapsed = now() - window.start
-            cpu_after = (cpu_seconds(daphne.pid), cpu_seconds(), cpu_seconds(swarm.pid), await _redis_cpu(redis))
+            cpu_after = await cpu_used()
             machine_after = machine_cpu()
             fed = (source.ticks_sent - ticks_before) / elapsed
             frames = (source.frames_sent - frames_before) / elapsed
@@ -489,6 +406,8 @@ async def _measure(
                 await _leave_group(layer, redis, ours)
             with contextlib.suppress(Exception):
                 await redis.aclose()
+            # RedisChannelLayer's pools; the pub/sub layer has no close_pools (AttributeError, suppressed)
+            # and closes its connections when asyncio.run closes the loop (channels_redis's _wrap_close).
             with contextlib.suppress(Exception):
                 await layer.close_pools()
 
@@ -674,8 +593,16 @@ async def _read_line(swarm, timeout: float, clients_log, daphne_log, doing: str)
     return json.loads(line)
 
 
+# -- GROUP's members in Redis: the list-based RedisChannelLayer only -------------------------------------
+# channels_redis's RedisChannelLayer (core.py) keeps a group in Redis as a sorted set of channel names
+# scored by the time each joined, which a killed run can leave full of dead members. The
+# RedisPubSubChannelLayer that settings.py configures keeps no such set (pubsub.py: a group is a Redis
+# pub/sub channel, its members a dict in each subscribing process, gone with that process) and has no
+# `_group_key`, so on it these helpers are a no-op: no key, no members, nothing to clear or discard,
+# `other_group_members` 0. They stay so the benchmark still cleans up after itself if CHANNEL_LAYERS
+# is switched back to RedisChannelLayer.
 def _group_key(layer) -> str | None:
-    # channels_redis keeps a group as a sorted set of channel names, scored by the time each joined.
+    # None on the pub/sub layer: its __getattr__ forwards to a per-loop layer without _group_key.
     group_key = getattr(layer, "_group_key", None)
     return group_key(GROUP) if group_key else None
 
@@ -709,14 +636,6 @@ async def _leave_group(layer, redis, ours: set[bytes]) -> None:
         await layer.group_discard(GROUP, channel.decode())
 
 
-async def _redis_cpu(redis) -> float:
-    try:
-        info = await redis.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    except Exception:
-        return float("nan")
-
-
 async def _sleep_or_fail(seconds: float, feed: asyncio.Task, daphne: subprocess.Popen) -> None:
     """Sleep, but fail at once if the feed or daphne ends on its own."""
     if seconds > 0:
@@ -730,167 +649,3 @@ async def _sleep_or_fail(seconds: float, feed: asyncio.Task, daphne: subprocess.
 
 def _percentile(values: np.ndarray, percentile: float) -> float | None:
     return round(float(np.percentile(values, percentile)), 1) if len(values) else None
-
-
-# -- the clients (their own process) ------------------------------------------------------------------
-@dataclass
-class ClientLog:
-    # Per ticks message: first tick's token and paise, receive time, parsed time, tick count, checksum.
-    messages: list[list] = field(default_factory=list)
-    seen: set[tuple[int, int]] = field(default_factory=set)
-    busy: float = 0.0  # seconds spent parsing
-    error: str | None = None
-
-
-async def run_clients(url: str, origin: str, count: int, *, parse_every_copy: bool = False) -> int:
-    """Connect `count` sockets, report ready, read until told to drain, then report what arrived."""
-    import websockets
-    from websockets.asyncio.client import connect as connect_websocket
-
-    headers = {"Cookie": os.environ.get(COOKIE_ENV, "")}
-    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
-
-    async def connect(number: int):
-        async with gate:
-            try:
-                socket_ = await connect_websocket(
-                    url,
-                    additional_headers=headers,
-                    origin=origin,
-                    max_size=None,
-                    ping_interval=None,
-                    open_timeout=CONNECT_TIMEOUT,
-                )
-            except Exception as error:
-                status = getattr(getattr(error, "response", None), "status_code", None)
-                refused = " (origin refused, or the cookie is not a logged-in session)" if status == 403 else ""
-                raise RuntimeError(f"client {number} could not connect to {url}{refused}: {error!r}") from error
-        try:
-            while True:
-                reply = json.loads(await asyncio.wait_for(socket_.recv(), timeout=CONNECT_TIMEOUT))
-                if reply.get("type") == "joined":
-                    if GROUP not in reply.get("groups", ()):
-                        raise RuntimeError(f"client {number} joined {reply.get('groups')}, not {GROUP}")
-                    return socket_
-                if reply.get("type") == "error":
-                    raise RuntimeError(f"client {number}: the server said {reply.get('error')}")
-        except websockets.ConnectionClosed as error:
-            refused = error.rcvd is not None and error.rcvd.code == 4401
-            hint = " (not authenticated: the session cookie was refused)" if refused else ""
-            raise RuntimeError(f"client {number} was closed before joining {GROUP}{hint}: {error}") from error
-        except BaseException:
-            await socket_.close()
-            raise
-
-    # Receiving is timed apart from parsing: each socket's reader only stamps and queues a message,
-    # and one parser works through the queue a message at a time, yielding in between. One process
-    # parsing for 100 sockets would otherwise delay every later socket's receive by every earlier
-    # socket's parse, and time the simulator's queue rather than the server's delivery.
-    queue: collections.deque[tuple[ClientLog, str, float]] = collections.deque()
-    queued = asyncio.Event()
-    backlog = {"max": 0}
-    parses = {"count": 0}
-    # The last few distinct message texts and what they hold: a byte-identical copy reads the same.
-    recent: dict[str, tuple[int, int, int, int]] = {}
-
-    async def listen(socket_, log: ClientLog) -> None:
-        try:
-            async for raw in socket_:
-                queue.append((log, raw, now()))
-                queued.set()
-        except websockets.ConnectionClosed:
-            pass
-        except Exception as error:
-            log.error = repr(error)
-
-    async def parse() -> None:
-        while True:
-            if not queue:
-                queued.clear()
-                await queued.wait()
-                continue
-            backlog["max"] = max(backlog["max"], len(queue))
-            log, raw, received = queue.popleft()
-            started = now()
-            try:
-                summary = None if parse_every_copy else recent.get(raw)
-                if summary is None:
-                    summary = summarise(json.loads(raw))
-                    parses["count"] += 1
-                    if summary is not None and not parse_every_copy:
-                        recent[raw] = summary
-                        if len(recent) > 8:
-                            del recent[next(iter(recent))]
-                if summary is not None:
-                    first_token, first_paise, count, checksum = summary
-                    log.messages.append([first_token, first_paise, received, now(), count, checksum])
-                    log.seen.add((first_token, first_paise))
-            except Exception as error:
-                log.error = f"unreadable message: {error!r}"
-            log.busy += now() - started
-            await asyncio.sleep(0)
-
-    def summarise(message: dict) -> tuple[int, int, int, int] | None:
-        """A ticks message's first (token, paise), tick count and checksum; None for other messages."""
-        if message.get("type") != "ticks" or not message.get("ticks"):
-            return None
-        keys = [(tick["instrument_token"], round(tick["last_price"] * 100)) for tick in message["ticks"]]
-        return (*keys[0], len(keys), tick_checksum(keys))
-
-    def say(payload: dict) -> None:
-        sys.stdout.write(json.dumps(payload) + "\n")
-        sys.stdout.flush()
-
-    results = await asyncio.gather(*(connect(n) for n in range(count)), return_exceptions=True)
-    sockets = [r for r in results if not isinstance(r, BaseException)]
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures:
-        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-        say({"error": f"{len(failures)} of {count} clients failed to connect; the first: {failures[0]}"})
-        return 2
-    logs = [ClientLog() for _ in sockets]
-    listeners = [asyncio.create_task(listen(s, log)) for s, log in zip(sockets, logs, strict=True)]
-    listeners.append(asyncio.create_task(parse()))
-    say({"ready": len(sockets), "clock": now()})
-
-    line = await asyncio.to_thread(sys.stdin.readline)
-    drained = False
-    if line:
-        order = json.loads(line)
-        last, deadline = tuple(order["drain"]), now() + order["timeout"]
-        while now() < deadline and not all(last in log.seen or log.error for log in logs):
-            await asyncio.sleep(0.02)
-        drained = all(last in log.seen for log in logs)
-    await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-    # Messages already received still count: read what is queued before reporting.
-    deadline = now() + DRAIN_TIMEOUT_SECONDS
-    while queue and now() < deadline:
-        await asyncio.sleep(0.02)
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*listeners, return_exceptions=True)
-    errors = [log.error for log in logs if log.error]
-    if errors:
-        say({"error": f"{len(errors)} clients failed while reading; the first: {errors[0]}"})
-        return 2
-    say(
-        {
-            "connected": len(sockets),
-            "drained": drained,
-            "busy": sum(log.busy for log in logs),
-            "backlog_max": backlog["max"],
-            "parses": parses["count"],
-            "parse_every_copy": parse_every_copy,
-            "messages": sum(len(log.messages) for log in logs),
-            "clients": [{"messages": log.messages} for log in logs],
-        }
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    MODES = {"parse-once": False, "parse-every-copy": True}
-    if len(sys.argv) != 6 or sys.argv[1] != "clients" or sys.argv[5] not in MODES:
-        raise SystemExit(f"usage: python -m tests.benchmarks.latency clients WS_URL ORIGIN COUNT {'|'.join(MODES)}")
-    url, origin, count, mode = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    sys.exit(asyncio.run(run_clients(url, origin, count, parse_every_copy=MODES[mode])))
