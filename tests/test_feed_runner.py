@@ -114,8 +114,9 @@ async def test_the_kite_source_subscribes_streams_and_stops_on_an_expired_sessio
         )
         runner = FeedRunner(source=source, universes=demo, group_send=get_channel_layer().group_send)
         task = asyncio.create_task(runner.run())
-        for _ in range(100):
-            if server.connections and len(server.connections[0].subscriptions) == runner.state.instrument_count:
+        for _ in range(100):  # subscribe, then the mode message (Kite's default until then is quote)
+            subscriptions = server.connections[0].subscriptions if server.connections else {}
+            if len(subscriptions) == runner.state.instrument_count and set(subscriptions.values()) == {"full"}:
                 break
             await asyncio.sleep(0.05)
         subscribed = server.connections[0].subscriptions
@@ -256,8 +257,11 @@ def test_run_feed_streams_kite_through_the_data_accounts_session(demo, subproces
             text=True,
         )
         try:
-            server.wait_until(lambda: len(server.subscriptions) == 2 + 2 * 21 * 2, timeout=30)
-            assert set(server.subscriptions.values()) == {"full"}
+            # Subscribe, then the mode message: until it lands Kite has them in its default, quote.
+            server.wait_until(
+                lambda: len(server.subscriptions) == 2 + 2 * 21 * 2 and set(server.subscriptions.values()) == {"full"},
+                timeout=30,
+            )
             spot = {
                 "instrument_token": nifty.spot_token,
                 "mode": "full",

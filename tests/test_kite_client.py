@@ -123,7 +123,13 @@ async def test_4500_tokens_are_sharded_3000_then_1500(server, recorder):
     tokens = list(range(1001, 5501))
     client.subscribe(tokens, mode="quote")
     async with running(client):
-        await wait_until(lambda: len(server.subscriptions) == 4500 and client.status.connections_up == 2)
+        await wait_until(
+            lambda: (
+                len(server.subscriptions) == 4500
+                and client.status.connections_up == 2
+                and all(len(connection.messages) == 2 for connection in server.connections)
+            )  # subscribe, then mode
+        )
         first, second = server.connection_with(1001), server.connection_with(5500)
         assert list(first.subscriptions) == tokens[:3000]
         assert list(second.subscriptions) == tokens[3000:]
