@@ -196,3 +196,20 @@ async def test_the_feed_stops_even_when_a_library_swallows_the_cancellation():
     runner.stop()
     await asyncio.wait_for(task, timeout=15)
     assert send.sent[-1][1]["status"]["state"] == "stopped"
+
+
+def test_a_mode_change_on_resubscribe_keeps_the_open_bar():
+    from marketdata.feed.runner import FeedRunner
+    from marketdata.feed.sources import ReplaySource
+    from tests.test_feed_universe import nifty
+
+    runner = FeedRunner(source=ReplaySource(load_ticks=lambda: [], speed=0), universes=[nifty()], group_send=Recorder())
+    runner.resubscribe()
+    spot = runner.state.slot(256265)
+    runner.pipeline.on_frame(build_frame([index(26001.0)]))
+    opened = runner.pipeline.bars.start[spot]
+    assert opened == int(AT.timestamp()) // 60 * 60
+
+    runner.planner.subscribed[256265] = "quote"  # the next plan re-adds it in full mode
+    runner.resubscribe()
+    assert runner.pipeline.bars.start[spot] == opened and runner.state.slot(256265) == spot

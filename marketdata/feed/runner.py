@@ -172,8 +172,10 @@ class FeedRunner:
         change = self.planner.plan(self.spots())
         if not change:
             return
-        slots = self.state.add(change.add)
-        self.pipeline.bars.reset(slots)
+        new_tokens = [token for token in change.add if self.state.slot(token) is None]
+        # Only new instruments start with empty bars: a mode change must not lose the open minute.
+        self.pipeline.bars.reset(self.state.add(new_tokens))
+        self.state.add(change.add)
         self.source.apply(change)
         self.state.remove(change.remove)
         store = self.planner.store_tokens()
