@@ -45,9 +45,11 @@ process, the clients process, Redis and the whole machine (100 = one core).
 Run inside a set-up Django process (DATABASE_URL pointing at a migrated scratch database, Redis
 reachable), like the other benchmarks; `measure_tick_latency` returns one dict.
 
-This module holds the feed's side: the run, its counting source and the figures. The clients'
-process is tests/benchmarks/latency_clients.py; starting daphne, stopping processes and reading
-CPU use are in tests/benchmarks/processes.py.
+This module holds the feed's side: the run, from the logged-in session to cleaning up GROUP. Its
+counting source is tests/benchmarks/latency_source.py; the result arithmetic and the channel-layer
+floor are in tests/benchmarks/latency_figures.py. The clients' process is
+tests/benchmarks/latency_clients.py; starting daphne, stopping processes and reading CPU use are in
+tests/benchmarks/processes.py.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,6 +74,8 @@ from tests.benchmarks.latency_clients import (
     now,
     tick_checksum,
 )
+from tests.benchmarks.latency_figures import Published, Window, channel_layer_floor, figures
+from tests.benchmarks.latency_source import CountingSource
 from tests.benchmarks.processes import (
     ROOT,
     cpu_seconds,
@@ -86,18 +89,9 @@ from tests.benchmarks.processes import (
 )
 
 UNIVERSE_INSTRUMENTS = 400
-FRAME_INTERVAL = 0.010  # the source emits one frame every 10 ms
 WARMUP_SECONDS = 2.0
-REFERENCE_SENDS = 200
-REFERENCE_GROUP = "bench.latency.floor"
 STALE_MEMBER_SECONDS = 600
-# Median latency rising faster than this over the window means a queue is growing somewhere.
-KEEPING_UP_MS_PER_S = 25.0
 BENCH_USERNAME = "latency-bench"
-# last_price = 100.00 + 0.05 * counter; the counter wraps long before a run could repeat a price.
-BASE_PAISE = 10_000
-STEP_PAISE = 5
-PRICE_STEPS = 100_000
 
 
 def measure_tick_latency(
@@ -154,123 +148,7 @@ def staff_session_key() -> str:
     return cookie.value
 
 
-# -- the feed's source: counting ticks with known emit times -------------------------------------------
-class CountingSource:
-    """Every 10 ms, a frame of full-mode ticks round-robin over the subscribed tokens.
-
-    Tick n of a token carries last_price = 100.00 + 0.05 * n, so (token, price in paise) names
-    it; its emit time (the moment the frame goes to the sink) is kept in `emitted`.
-    """
-
-    name = "latency-bench"
-
-    def __init__(self, ticks_per_second: int, emitted: dict[tuple[int, int], float]) -> None:
-        self.ticks_per_second = ticks_per_second
-        self.emitted = emitted
-        self.tokens: list[int] = []
-        self.ticks_sent = 0
-        self.frames_sent = 0
-        self.ticks_skipped = 0  # offered ticks not sent because the loop fell more than 100 ms behind
-        self._counter: dict[int, int] = {}
-        self._cursor = 0
-        self._owed = 0.0
-        self._stopped = asyncio.Event()
-        self._ohlc = {"open": 100.0, "high": 9000.0, "low": 99.0, "close": 100.0}
-        self._depth = {
-            "buy": [{"quantity": 65, "price": 99.0, "orders": 1}] * 5,
-            "sell": [{"quantity": 65, "price": 101.0, "orders": 1}] * 5,
-        }
-
-    def apply(self, change) -> None:
-        known = set(self.tokens)
-        self.tokens += [token for token in change.add if token not in known]
-        if change.remove:
-            self.tokens = [token for token in self.tokens if token not in change.remove]
-
-    def market_time(self) -> float:
-        return time.time()
-
-    def status(self) -> dict:
-        return {"session": "benchmark", "connections_up": 1, "connections_wanted": 1}
-
-    async def run(self, sink) -> None:
-        from marketdata.kite import build_frame
-
-        due = now()
-        while not self._stopped.is_set():
-            wait = due - now()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            if wait < -0.1:  # far behind: drop the backlog rather than burst it
-                self.ticks_skipped += int(-wait * self.ticks_per_second)
-                due = now()
-            due += FRAME_INTERVAL
-            self._owed += self.ticks_per_second * FRAME_INTERVAL
-            count = int(self._owed)
-            if count == 0 or not self.tokens:
-                continue
-            self._owed -= count
-            ticks, keys = self._ticks(count)
-            frame = build_frame(ticks)
-            emitted_at = now()
-            for key in keys:
-                self.emitted[key] = emitted_at
-            self.ticks_sent += count
-            self.frames_sent += 1
-            sink(frame, time.time())
-
-    def _ticks(self, count: int) -> tuple[list[dict], list[tuple[int, int]]]:
-        exchange_second = int(time.time())
-        ticks, keys = [], []
-        tokens = self.tokens
-        for _ in range(count):
-            token = tokens[self._cursor % len(tokens)]
-            self._cursor += 1
-            counter = self._counter[token] = (self._counter.get(token, 0) + 1) % PRICE_STEPS
-            paise = BASE_PAISE + STEP_PAISE * counter
-            ticks.append(
-                {
-                    "instrument_token": token,
-                    "mode": "full",
-                    "last_price": paise / 100,
-                    "last_traded_quantity": 65,
-                    "average_traded_price": 100.0,
-                    "volume_traded": 1000 + counter,
-                    "total_buy_quantity": 6500,
-                    "total_sell_quantity": 6500,
-                    "oi": 65_000,
-                    "exchange_timestamp": exchange_second,
-                    "last_trade_time": exchange_second,
-                    "ohlc": self._ohlc,
-                    "depth": self._depth,
-                }
-            )
-            keys.append((token, paise))
-        return ticks, keys
-
-    async def stop(self) -> None:
-        self._stopped.set()
-
-
 # -- the measured run (the feed's process) --------------------------------------------------------------
-@dataclass
-class Published:
-    """One ticks message the feed sent to GROUP."""
-
-    seq: int
-    sent_at: float
-    send_seconds: float  # how long group_send took (serialising, Redis)
-    emitted: np.ndarray  # emit time of each tick in it, in order
-    checksum: int
-
-
-@dataclass
-class Window:
-    start: float = float("inf")
-    end: float = float("inf")
-
-
 async def _measure(
     *,
     port: int,
@@ -413,7 +291,7 @@ async def _measure(
 
     if runner.source_error is not None:
         raise RuntimeError(f"the benchmark source failed: {runner.source_error!r}")
-    return _figures(
+    return figures(
         report=report,
         published=published,
         order=order,
@@ -430,150 +308,6 @@ async def _measure(
         cpu=cpu,
         other_members=len(others),
     )
-
-
-def _figures(
-    *,
-    report: dict,
-    published: dict[tuple[int, int], Published],
-    order: list[Published],
-    window: Window,
-    reference: tuple[float, float],
-    clients: int,
-    ticks_per_second: int,
-    fed: float,
-    frames: float,
-    elapsed: float,
-    conflation_ms: int,
-    instruments: int,
-    ticks_skipped: int,
-    cpu: list[float],
-    other_members: int,
-) -> dict:
-    def in_window(entry: Published) -> np.ndarray:
-        return (entry.emitted >= window.start) & (entry.emitted < window.end)
-
-    latencies, parsed, emit_times, delivery = [], [], [], []
-    received: dict[int, list[float]] = {}
-    foreign = corrupt = 0
-    for client in report["clients"]:
-        for token, paise, at, parsed_at, count, checksum in client["messages"]:
-            entry = published.get((token, paise))
-            if entry is None:
-                foreign += 1  # not this run's feed (another feed on the same group?)
-                continue
-            if checksum != entry.checksum or count != entry.emitted.size:
-                corrupt += 1
-                continue
-            received.setdefault(entry.seq, []).append(at)
-            mask = in_window(entry)
-            if mask.any():
-                latencies.append(at - entry.emitted[mask])
-                parsed.append(parsed_at - entry.emitted[mask])
-                emit_times.append(entry.emitted[mask])
-                delivery.append(at - entry.sent_at)
-    if corrupt:
-        raise RuntimeError(f"{corrupt} messages reached a client with other ticks than the feed published")
-    if not latencies:
-        raise RuntimeError(
-            f"no samples: the clients received {sum(len(c['messages']) for c in report['clients'])} ticks "
-            f"messages ({foreign} not from this run), the feed published {len(order)}"
-        )
-    samples = np.concatenate(latencies) * 1000
-    after_parse = np.concatenate(parsed) * 1000
-    emit_at = np.concatenate(emit_times)
-    carrying = [entry for entry in order if in_window(entry).any()]
-    waits = np.concatenate([entry.sent_at - entry.emitted[in_window(entry)] for entry in carrying]) * 1000
-    spread = [max(times) - min(times) for entry in carrying if len(times := received.get(entry.seq, [])) > 1]
-    first = [min(received[entry.seq]) - entry.sent_at for entry in carrying if entry.seq in received]
-    sends = np.array([entry.send_seconds for entry in carrying]) * 1000
-    missed = sum(clients - len(received.get(entry.seq, [])) for entry in carrying)
-    seconds_in = ((emit_at - window.start) // 1).astype(int)
-    p50, p99 = np.percentile(samples, [50, 99])
-    by_second = [samples[seconds_in == second] for second in range(int(seconds_in.max()) + 1)]
-    by_second = [values for values in by_second if values.size]
-    # A server that keeps up has a flat latency; one that does not queues more every second.
-    growth = (
-        float(np.polyfit(np.arange(len(by_second)), [np.median(v) for v in by_second], 1)[0])
-        if len(by_second) > 2
-        else 0.0
-    )
-    return {
-        "clients": clients,
-        "clients_connected": report["connected"],
-        "clients_receiving": sum(1 for client in report["clients"] if client["messages"]),
-        "ticks_per_second_offered": ticks_per_second,
-        "ticks_per_second_fed": round(fed, 1),
-        "frames_per_second_fed": round(frames, 1),
-        "ticks_skipped": ticks_skipped,
-        "instruments": instruments,
-        "seconds": round(elapsed, 2),
-        "conflation_ms": conflation_ms,
-        "samples": int(samples.size),
-        "p50_ms": round(float(p50), 1),
-        "p99_ms": round(float(p99), 1),
-        "max_ms": round(float(samples.max()), 1),
-        "target_p99_ms": conflation_ms + 50,
-        "reference_p50_ms": round(reference[0], 2),
-        "reference_p99_ms": round(reference[1], 2),
-        "reference": f"channel-layer floor: group_send -> receive() of a small message on one channel, "
-        f"{REFERENCE_SENDS} sends",
-        "measured_from": "the feed receiving the frame",
-        # Where the time goes.
-        "messages_published": len(carrying),
-        "ticks_per_message": round(float(np.mean([entry.emitted.size for entry in carrying])), 1),
-        "messages_missed": missed,
-        "drained": report["drained"],
-        "conflation_wait_p50_ms": _percentile(waits, 50),
-        "conflation_wait_p99_ms": _percentile(waits, 99),
-        "group_send_p50_ms": _percentile(sends, 50),
-        "group_send_p99_ms": _percentile(sends, 99),
-        "first_client_delivery_p50_ms": _percentile(np.asarray(first) * 1000, 50),
-        "first_client_delivery_p99_ms": _percentile(np.asarray(first) * 1000, 99),
-        "delivery_p50_ms": _percentile(np.asarray(delivery) * 1000, 50),
-        "delivery_p99_ms": _percentile(np.asarray(delivery) * 1000, 99),
-        "fanout_spread_p50_ms": _percentile(np.asarray(spread) * 1000, 50),
-        "fanout_spread_p99_ms": _percentile(np.asarray(spread) * 1000, 99),
-        "within_target": bool(p99 <= conflation_ms + 50),
-        "p50_growth_ms_per_s": round(growth, 1),
-        "keeping_up": abs(growth) < KEEPING_UP_MS_PER_S,
-        "p99_ms_by_second": [_percentile(values, 99) for values in by_second],
-        "cpu_percent": {
-            "daphne": round(cpu[0], 1),
-            "feed_process": round(cpu[1], 1),
-            "clients_process": round(cpu[2], 1),
-            "redis": round(cpu[3], 1),
-            "whole_machine": round(cpu[4], 1),
-            "cores": os.cpu_count(),
-        },
-        "client_parsing": "every copy" if report["parse_every_copy"] else "once per distinct message",
-        "client_parses": report["parses"],
-        "client_parse_ms_per_message": round(report["busy"] / max(1, report["messages"]) * 1000, 2),
-        "client_parse_backlog_max": report["backlog_max"],
-        "p99_after_client_parse_ms": _percentile(after_parse, 99),
-        "foreign_messages": foreign,
-        "other_group_members": other_members,
-    }
-
-
-async def channel_layer_floor(layer) -> tuple[float, float]:
-    """p50/p99 ms of group_send -> receive() on one bare channel, in this process."""
-    channel = await layer.new_channel()
-    await layer.group_add(REFERENCE_GROUP, channel)
-    samples = []
-    try:
-        for number in range(REFERENCE_SENDS + 20):
-            sent = now()
-            await layer.group_send(REFERENCE_GROUP, {"type": "bench.ping", "n": number})
-            message = await asyncio.wait_for(layer.receive(channel), timeout=5)
-            if message.get("n") != number:
-                raise RuntimeError(f"the channel layer returned {message!r} for ping {number}")
-            if number >= 20:  # the first sends warm the connections
-                samples.append(now() - sent)
-    finally:
-        await layer.group_discard(REFERENCE_GROUP, channel)
-    p50, p99 = np.percentile(np.asarray(samples) * 1000, [50, 99])
-    return float(p50), float(p99)
 
 
 async def _read_line(swarm, timeout: float, clients_log, daphne_log, doing: str) -> dict:
@@ -645,7 +379,3 @@ async def _sleep_or_fail(seconds: float, feed: asyncio.Task, daphne: subprocess.
         raise RuntimeError(f"the feed stopped during the benchmark: {error!r}")
     if daphne.poll() is not None:
         raise RuntimeError(f"daphne exited with code {daphne.returncode} during the benchmark")
-
-
-def _percentile(values: np.ndarray, percentile: float) -> float | None:
-    return round(float(np.percentile(values, percentile)), 1) if len(values) else None
