@@ -12,7 +12,12 @@ WEB_PORT ?= 8000
 
 .PHONY: install run test bench lint format clean
 
-install: $(STAMP)
+install: $(STAMP) .env
+
+# A development checkout runs in DEBUG with generated secrets (see trading_site/settings.py).
+# Never overwritten; on a server, put real settings here or in the environment instead.
+.env:
+	@printf '# Local settings for this checkout (git-ignored). See .env.example for every variable.\nDEBUG=1\n' > .env
 
 $(STAMP): requirements.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

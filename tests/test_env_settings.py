@@ -363,3 +363,37 @@ def test_env_bool_treats_an_empty_value_as_unset(monkeypatch, default):
 def test_a_socket_directory_host_is_percent_decoded(tmp_path):
     settings = database_from_url("postgres://desk@%2Fvar%2Frun%2Fpostgresql/desk", base_dir=tmp_path)
     assert settings["HOST"] == "/var/run/postgresql"
+
+
+def test_a_local_env_file_fills_in_only_what_the_environment_lacks(tmp_path, monkeypatch):
+    from trading_site.env import load_env_file
+
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# a comment\n\nDESK_ENV_PROBE_A=from-file\nexport DESK_ENV_PROBE_B='quoted value'\n"
+        'DESK_ENV_PROBE_C="set outside"\n'
+    )
+    monkeypatch.delenv("DESK_ENV_PROBE_A", raising=False)
+    monkeypatch.delenv("DESK_ENV_PROBE_B", raising=False)
+    monkeypatch.setenv("DESK_ENV_PROBE_C", "from the environment")
+    load_env_file(env_file)
+    assert os.environ["DESK_ENV_PROBE_A"] == "from-file"
+    assert os.environ["DESK_ENV_PROBE_B"] == "quoted value"
+    assert os.environ["DESK_ENV_PROBE_C"] == "from the environment"
+    for name in ("DESK_ENV_PROBE_A", "DESK_ENV_PROBE_B"):
+        monkeypatch.delenv(name)
+
+
+def test_a_malformed_env_file_line_is_reported_with_its_number(tmp_path):
+    from trading_site.env import load_env_file
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=1\nthis is not a setting\n")
+    with pytest.raises(ImproperlyConfigured, match=r"\.env, line 2: expected NAME=value"):
+        load_env_file(env_file)
+
+
+def test_a_missing_env_file_is_fine(tmp_path):
+    from trading_site.env import load_env_file
+
+    load_env_file(tmp_path / "absent.env")  # a server sets its environment itself

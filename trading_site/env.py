@@ -19,7 +19,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _CREDENTIALS = re.compile(r":[^:@/]*@")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def load_env_file(path: Path) -> None:
+    """Read KEY=VALUE lines from a local, git-ignored env file into os.environ.
+
+    Variables already in the environment win, so a server's own settings are never
+    overridden. Blank lines and # comments are skipped; values may be quoted. A line
+    that is not KEY=VALUE stops start-up with its line number rather than being ignored.
+    """
+    if not path.exists():
+        return
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, separator, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not separator or not _ENV_NAME.fullmatch(name):
+            raise ImproperlyConfigured(f"{path}, line {number}: expected NAME=value, got {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(name, value)
 
 
 def env_str(name: str, default: str | None = None) -> str | None:

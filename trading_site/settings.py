@@ -17,11 +17,15 @@ from trading_site.env import (
     env_str,
     env_url,
     fernet_keys,
+    load_env_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local, git-ignored state of a development machine: the SQLite file and generated secrets.
 VAR_DIR = BASE_DIR / "var"
+# A development checkout's .env (written by `make install` with DEBUG=1 when missing); the real
+# environment always wins, and a server without the file must set everything itself.
+load_env_file(BASE_DIR / ".env")
 
 # ---------------------------------------------------------------------------
 # Core and secrets
