@@ -17,11 +17,15 @@ FEED_STATUS_KEY = "desk:feed:status"
 # publishes instrument.<token> groups only for them rather than for all 9,000.
 WATCHED_INSTRUMENTS_KEY = "desk:feed:watched"
 WATCH_SECONDS = 90
+# Chain analytics: what the feed streams of each chain (its layout), the latest figures, and a
+# marker that a refresh is queued and not yet started (the feed queues at most one per chain).
+CHAIN_KEY_PREFIX = "desk:chain:"
 
 # Channels message types the feed sends (a consumer handles "feed.ticks" in feed_ticks).
 TICKS_MESSAGE = "feed.ticks"
 STATUS_MESSAGE = "feed.status"
 BAR_CLOSED_MESSAGE = "bar.closed"
+CHAIN_ANALYTICS_MESSAGE = "chain.analytics"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _GROUP = re.compile(
@@ -51,3 +55,8 @@ def is_feed_group(name: str) -> bool:
 
 def tick_key(token: int) -> str:
     return f"{TICK_KEY_PREFIX}{int(token)}"
+
+
+def chain_key(symbol: str, expiry: dt.date, part: str) -> str:
+    """Redis key of one chain's `layout`, `analytics`, `pending` marker or `oi-open` reference."""
+    return f"{CHAIN_KEY_PREFIX}{safe_symbol(symbol)}:{expiry:%Y%m%d}:{part}"

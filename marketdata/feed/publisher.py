@@ -126,6 +126,11 @@ class Publisher:
             except Exception as error:  # Redis down: the feed keeps streaming and says so
                 self._error("status write", error)
 
+    async def write_latest(self, slots: np.ndarray) -> None:
+        """Write these slots' latest values to Redis now, ahead of the next conflation round."""
+        if slots.size:
+            await self._write_latest(tick_payloads(self.state, slots))
+
     async def _write_latest(self, payloads: list[dict]) -> None:
         if self.redis is None or not payloads:
             return

@@ -1,9 +1,10 @@
 """The feed process: one asyncio loop running a source, the pipeline and the publisher.
 
 Tasks: the source (frames in), conflation (every `conflation_ms`), status (every
-second, plus a log line a minute), and housekeeping (bar timer, chain re-centring,
-the watched-instrument list). SIGTERM or Ctrl-C stops it cleanly: the source stops,
-the last changes are published, closed bars stored, and the tick queue flushed.
+second, plus a log line a minute), housekeeping (bar timer, chain re-centring, the
+watched-instrument list) and, when a refresh is wired in, chain analytics requests.
+SIGTERM or Ctrl-C stops it cleanly: the source stops, the last changes are published,
+closed bars stored, and the tick queue flushed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from marketdata.feed.chains import ChainRefresher, RequestRefresh
 from marketdata.feed.pipeline import FeedPipeline
 from marketdata.feed.publisher import GroupSend, Publisher
 from marketdata.feed.state import FeedState
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 STATUS_LOG_SECONDS = 60.0
 # How long shutdown waits for the periodic tasks to end before flushing without them.
 TASK_STOP_SECONDS = 5.0
+# How often the chain refresher looks for changed chains: small against chain_refresh_ms, so a
+# refresh is asked for within 20 ms of the moment its interval allows.
+CHAIN_POLL_SECONDS = 0.02
 
 
 @dataclass
@@ -37,6 +42,7 @@ class FeedOptions:
     conflation_ms: int = 250
     status_interval: float = 1.0
     housekeeping_interval: float = 1.0
+    chain_refresh_ms: int = 500
 
 
 class FeedRunner:
@@ -50,6 +56,7 @@ class FeedRunner:
         tick_writer=None,
         store_bars: Callable | None = None,
         options: FeedOptions | None = None,
+        request_chain_refresh: RequestRefresh | None = None,
     ) -> None:
         self.source = source
         self.options = options or FeedOptions()
@@ -69,6 +76,16 @@ class FeedRunner:
         self._last_status_log = 0.0
         self.last_status: dict = {}
         self.source_error: BaseException | None = None
+        self.chains = None
+        if request_chain_refresh is not None and redis_client is not None and self.options.chain_refresh_ms > 0:
+            self.chains = ChainRefresher(
+                state=self.state,
+                planner=self.planner,
+                request=request_chain_refresh,
+                redis_client=redis_client,
+                refresh_ms=self.options.chain_refresh_ms,
+                write_latest=self.publisher.write_latest,
+            )
 
     # -- lifecycle --------------------------------------------------------------------
     async def run(self) -> None:
@@ -87,6 +104,8 @@ class FeedRunner:
             asyncio.create_task(self._every(self.options.status_interval, self.report_status), name="status"),
             asyncio.create_task(self._every(self.options.housekeeping_interval, self.housekeeping), name="house"),
         ]
+        if self.chains is not None:
+            tasks.append(asyncio.create_task(self._every(CHAIN_POLL_SECONDS, self.chains.run_once), name="chains"))
         log.info("feed started: source=%s, %d instruments", self.source.name, self.state.instrument_count)
         try:
             await self.stopping.wait()
@@ -133,6 +152,8 @@ class FeedRunner:
         log.info("feed stopped: %s", json.dumps(status))
         await loop.run_in_executor(self._db_thread, _close_db_connections)
         self._db_thread.shutdown(wait=True)
+        if self.chains is not None:
+            self.chains.close()
 
     # -- periodic work ------------------------------------------------------------------
     async def _every(self, seconds: float, work: Callable) -> None:
@@ -184,6 +205,8 @@ class FeedRunner:
             slot = self.state.slot(token)
             if slot is not None:
                 self.pipeline.store_slots[slot] = True
+        if self.chains is not None:
+            self.chains.assign()
         if change.remove:
             log.info("re-centred chains: +%d / -%d instruments", len(change.add), len(change.remove))
 
@@ -249,6 +272,7 @@ class FeedRunner:
             or source.get("last_error")
             or (storage.last_error if storage else None),
             "messages_sent": self.publisher.messages_sent,
+            **(self.chains.status() if self.chains is not None else {}),
             "started_at": dt.datetime.fromtimestamp(self.started_at, tz=dt.UTC).isoformat(),
             "updated_at": dt.datetime.now(tz=dt.UTC).isoformat(),
             **{

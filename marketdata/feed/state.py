@@ -51,6 +51,8 @@ class FeedState:
         self.mode = np.zeros(capacity, dtype=np.uint8)
         self.ticks_seen = np.zeros(capacity, dtype=np.int64)
         self.changed = np.zeros(capacity, dtype=bool)
+        # The same, kept apart for the chain refresher, which looks on its own schedule.
+        self.chain_changed = np.zeros(capacity, dtype=bool)
         self._slot_of: dict[int, int] = {}
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._sorted_tokens = np.zeros(0, dtype=np.int64)
@@ -130,12 +132,19 @@ class FeedState:
         self.mode[slots] = mode
         np.add.at(self.ticks_seen, slots, 1)
         self.changed[slots] = True
+        self.chain_changed[slots] = True
         return slots, known
 
     def take_changed(self) -> np.ndarray:
         """Slots changed since the last call, and forget them (the conflation step)."""
         slots = np.flatnonzero(self.changed)
         self.changed[slots] = False
+        return slots
+
+    def take_chain_changed(self) -> np.ndarray:
+        """Slots changed since the chain refresher last looked, and forget them."""
+        slots = np.flatnonzero(self.chain_changed)
+        self.chain_changed[slots] = False
         return slots
 
     def _clear(self, slot: int) -> None:
@@ -145,6 +154,7 @@ class FeedState:
         self.mode[slot] = 0
         self.ticks_seen[slot] = 0
         self.changed[slot] = False
+        self.chain_changed[slot] = False
 
     def _reindex(self) -> None:
         tokens = np.fromiter(self._slot_of.keys(), dtype=np.int64, count=len(self._slot_of))
