@@ -20,6 +20,7 @@ from django.conf import settings
 
 from marketdata.groups import (
     BAR_CLOSED_MESSAGE,
+    CHAIN_ANALYTICS_MESSAGE,
     STATUS_MESSAGE,
     TICKS_MESSAGE,
     WATCH_SECONDS,
@@ -28,7 +29,7 @@ from marketdata.groups import (
 )
 
 UNAUTHENTICATED_CLOSE_CODE = 4401
-FEED_MESSAGE_TYPES = frozenset({TICKS_MESSAGE, STATUS_MESSAGE, BAR_CLOSED_MESSAGE})
+FEED_MESSAGE_TYPES = frozenset({TICKS_MESSAGE, STATUS_MESSAGE, BAR_CLOSED_MESSAGE, CHAIN_ANALYTICS_MESSAGE})
 MAX_GROUPS_PER_SOCKET = 100
 
 
@@ -109,4 +110,7 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=event["json"])
 
     async def bar_closed(self, event: dict) -> None:
+        await self.send(text_data=event["json"])
+
+    async def chain_analytics(self, event: dict) -> None:
         await self.send(text_data=event["json"])

@@ -82,3 +82,38 @@ class Bar(models.Model):
         return (
             f"{self.instrument_token} {self.start:%Y-%m-%d %H:%M} O{self.open} H{self.high} L{self.low} C{self.close}"
         )
+
+
+class ChainSnapshot(models.Model):
+    """One option chain's figures at one moment, kept for history (intraday PCR, max pain, ATM IV, GEX).
+
+    The refresh task stores one per chain per `CHAIN_SNAPSHOT_SECONDS` (a minute by default), at
+    the first refresh of each interval. The headline figures have columns of their own, for
+    charts and queries over a day; `summary` and `strikes` hold everything, as the live
+    analytics message had it (IV in percent points there).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    underlying = models.ForeignKey("instruments.Underlying", on_delete=models.CASCADE, related_name="chain_snapshots")
+    expiry = models.DateField()
+    taken_at = models.DateTimeField(help_text="Market time of the interval the snapshot stands for.")
+    spot = models.FloatField(null=True)
+    future = models.FloatField(null=True)
+    atm_strike = models.FloatField(null=True)
+    atm_iv = models.FloatField(null=True, help_text="Percent points.")
+    pcr_oi = models.FloatField(null=True)
+    pcr_volume = models.FloatField(null=True)
+    max_pain = models.FloatField(null=True)
+    total_gex = models.FloatField(null=True, help_text="₹ per 1% move of the underlying.")
+    gamma_flip = models.FloatField(null=True)
+    summary = models.JSONField(default=dict)
+    strikes = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["underlying", "expiry", "taken_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["underlying", "expiry", "taken_at"], name="chain_snapshot_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.underlying.symbol} {self.expiry} @ {self.taken_at:%Y-%m-%d %H:%M}"

@@ -11,8 +11,8 @@ from django.conf import settings
 
 from instruments.models import Instrument, Underlying
 from marketdata.feed.universe import ChainContract, UnderlyingUniverse
-from marketdata.groups import FEED_STATUS_KEY, tick_key
-from marketdata.models import Tick
+from marketdata.groups import FEED_STATUS_KEY, chain_key, tick_key
+from marketdata.models import ChainSnapshot, Tick
 from trading_site import clock
 
 
@@ -75,6 +75,37 @@ def latest_ticks(tokens: Iterable[int]) -> dict[int, dict]:
         return {}
     values = _redis().mget([tick_key(t) for t in tokens])
     return {token: json.loads(value) for token, value in zip(tokens, values, strict=True) if value}
+
+
+def chain_layout(*, symbol: str, expiry: dt.date) -> dict | None:
+    """What the feed streams of a chain: contracts [token, tradingsymbol, CE/PE, strike], spot and
+    future tokens, lot size, rates (marketdata.feed.chains.chain_layouts). None if never streamed."""
+    value = _redis().get(chain_key(symbol, expiry, "layout"))
+    return json.loads(value) if value else None
+
+
+def latest_chain_analytics(*, symbol: str, expiry: dt.date) -> dict | None:
+    """The chain's latest figures as the refresh task computed them (None before the first)."""
+    value = _redis().get(chain_key(symbol, expiry, "analytics"))
+    return json.loads(value) if value else None
+
+
+def chain_snapshot_before(*, symbol: str, expiry: dt.date, at: dt.datetime) -> ChainSnapshot | None:
+    """The latest stored snapshot of a chain taken at or before `at`."""
+    return (
+        ChainSnapshot.objects.filter(underlying__symbol=symbol, expiry=expiry, taken_at__lte=at)
+        .order_by("-taken_at")
+        .first()
+    )
+
+
+def chain_history(*, symbol: str, expiry: dt.date, start: dt.datetime, end: dt.datetime):
+    """A chain's stored snapshots in [start, end), oldest first, headline figures only."""
+    return (
+        ChainSnapshot.objects.filter(underlying__symbol=symbol, expiry=expiry, taken_at__gte=start, taken_at__lt=end)
+        .order_by("taken_at")
+        .defer("summary", "strikes")
+    )
 
 
 def feed_status() -> dict | None:

@@ -56,6 +56,15 @@ async def test_it_joins_the_groups_asked_for_and_relays_feed_messages():
     await layer.group_send("feed.status", {"type": "feed.status", "group": "feed.status", "json": status})
     assert await socket.receive_json_from(timeout=5) == {"type": "status", "status": {"state": "running"}}
 
+    # Chain analytics come from a Celery worker, to the chain's group.
+    await socket.send_json_to({"action": "join", "groups": ["chain.NIFTY.20261124"]})
+    assert (await socket.receive_json_from())["groups"] == ["chain.NIFTY.20261124", "feed.status", "ticks.NIFTY"]
+    chain = {"type": "chain", "group": "chain.NIFTY.20261124", "chain": {"summary": {"pcr_oi": 1.21}}}
+    await layer.group_send(
+        "chain.NIFTY.20261124", {"type": "chain.analytics", "group": "chain.NIFTY.20261124", "json": json.dumps(chain)}
+    )
+    assert await socket.receive_json_from(timeout=5) == chain
+
     # A group it did not join does not reach it.
     await layer.group_send("ticks.BANKNIFTY", {"type": "feed.ticks", "group": "ticks.BANKNIFTY", "json": "{}"})
     assert await socket.receive_nothing(timeout=0.3)

@@ -168,6 +168,14 @@ KITE_TICKER_URL = env_url("KITE_TICKER_URL", default="wss://ws.kite.trade", sche
 # ---------------------------------------------------------------------------
 # How often browsers and API clients get the latest values (one message per group).
 FEED_CONFLATION_MS = env_int("FEED_CONFLATION_MS", default=250, minimum=20, maximum=10_000)
+# Chain analytics (IV, Greeks, PCR, max pain, GEX...): the feed asks a worker for a chain's
+# figures at most this often while the chain changes (0 turns chain analytics off).
+CHAIN_REFRESH_MS = env_int("CHAIN_REFRESH_MS", default=500, minimum=0, maximum=60_000)
+# One stored ChainSnapshot per chain per interval, for intraday history.
+CHAIN_SNAPSHOT_SECONDS = env_int("CHAIN_SNAPSHOT_SECONDS", default=60, minimum=1, maximum=3600)
+# OI change is measured against the OI of N minutes ago (from the snapshots); 0 means against
+# the first OI seen today, which is the previous session's closing OI.
+CHAIN_OI_CHANGE_MINUTES = env_int("CHAIN_OI_CHANGE_MINUTES", default=0, minimum=0, maximum=375)
 
 # ---------------------------------------------------------------------------
 # Auth, sessions, security

@@ -14,10 +14,12 @@ from django.core.management.base import BaseCommand, CommandError
 from instruments import selectors as instrument_selectors
 from instruments import services as instrument_services
 from marketdata import selectors, services
+from marketdata.feed.chains import PENDING_TTL_SECONDS
 from marketdata.feed.runner import FeedOptions, FeedRunner, with_own_connection
 from marketdata.feed.sources import KiteSource, ReplaySource, SimSource
 from marketdata.feed.storage import TickWriter
 from marketdata.signals import order_update
+from marketdata.tasks import refresh_chain
 from trading_site import clock
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,33 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=1.0, help="Simulated or replayed time per real second.")
         parser.add_argument("--date", type=dt.date.fromisoformat, help="The day to replay (YYYY-MM-DD).")
         parser.add_argument("--conflation-ms", type=int, default=settings.FEED_CONFLATION_MS)
+        parser.add_argument(
+            "--chain-refresh-ms",
+            type=int,
+            default=settings.CHAIN_REFRESH_MS,
+            help="Ask a Celery worker for each changed chain's analytics at most this often (0: never).",
+        )
         parser.add_argument("--no-store", action="store_true", help="Do not store ticks (bars are still stored).")
 
-    def handle(self, *args, source: str | None, underlyings, seed, speed, date, conflation_ms, no_store, **options):
+    def handle(
+        self,
+        *args,
+        source: str | None,
+        underlyings,
+        seed,
+        speed,
+        date,
+        conflation_ms,
+        chain_refresh_ms,
+        no_store,
+        **options,
+    ):
         if speed < 0 or (speed == 0 and source != "replay"):
             raise CommandError("--speed must be positive (0 means 'as fast as possible' for a replay only).")
         if not 20 <= conflation_ms <= 10_000:
             raise CommandError("--conflation-ms must be between 20 and 10000.")
+        if chain_refresh_ms != 0 and not 50 <= chain_refresh_ms <= 60_000:
+            raise CommandError("--chain-refresh-ms must be 0 (off) or between 50 and 60000.")
         source = source or ("kite" if _kite_session() else "sim")
         universes = selectors.feed_universe(symbols=underlyings)
         if source != "replay" and not universes:
@@ -70,10 +92,14 @@ class Command(BaseCommand):
             )
 
         tick_writer = None if (no_store or source == "replay") else TickWriter()
-        self.stdout.write(f"Feed: source={source}, {len(universes)} underlyings, conflation {conflation_ms} ms.")
-        asyncio.run(self._run(feed_source, universes, tick_writer, conflation_ms))
+        self.stdout.write(
+            f"Feed: source={source}, {len(universes)} underlyings, conflation {conflation_ms} ms, "
+            f"chain analytics {f'every {chain_refresh_ms} ms' if chain_refresh_ms else 'off'}."
+        )
+        options = FeedOptions(conflation_ms=conflation_ms, chain_refresh_ms=chain_refresh_ms)
+        asyncio.run(self._run(feed_source, universes, tick_writer, options))
 
-    async def _run(self, feed_source, universes, tick_writer, conflation_ms) -> None:
+    async def _run(self, feed_source, universes, tick_writer, options: FeedOptions) -> None:
         redis_client = aioredis.Redis.from_url(settings.REDIS_URL)
         runner = FeedRunner(
             source=feed_source,
@@ -82,7 +108,8 @@ class Command(BaseCommand):
             redis_client=redis_client,
             tick_writer=tick_writer,
             store_bars=lambda bars: services.bars_store(bars=bars),
-            options=FeedOptions(conflation_ms=conflation_ms),
+            options=options,
+            request_chain_refresh=_request_chain_refresh,
         )
         if isinstance(feed_source, ReplaySource):
             asyncio.get_running_loop().create_task(_stop_when_finished(feed_source, runner))
@@ -98,6 +125,11 @@ async def _stop_when_finished(source: ReplaySource, runner: FeedRunner) -> None:
     await source.finished.wait()
     await asyncio.sleep(1.5)  # one more housekeeping round closes the last bars
     runner.stop()
+
+
+def _request_chain_refresh(symbol: str, expiry: dt.date) -> None:
+    # A refresh that waited PENDING_TTL_SECONDS would compute figures nobody wants any more.
+    refresh_chain.apply_async(args=[symbol, expiry.isoformat()], expires=PENDING_TTL_SECONDS)
 
 
 def _dispatch_order_update(order: dict) -> None:

@@ -1,0 +1,23 @@
+"""Chain snapshots in the admin: read-only history, written only by the refresh task."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from marketdata.models import ChainSnapshot
+
+
+@admin.register(ChainSnapshot)
+class ChainSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("underlying", "expiry", "taken_at", "spot", "atm_iv", "pcr_oi", "max_pain", "total_gex")
+    list_filter = ("underlying", "expiry")
+    list_select_related = ("underlying",)
+    date_hierarchy = "taken_at"
+    ordering = ("-taken_at",)
+    show_full_result_count = False  # a count of a long history costs more than the page
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
