@@ -1,7 +1,8 @@
 """The feed's measurements, run by tests/benchmarks/__main__.py in a process of their own.
 
-`python -m tests.benchmarks.measure_feed throughput` (parse, pipeline, storage, latency)
-or `... memory` (alone in a fresh process, so earlier work does not inflate its RSS).
+`python -m tests.benchmarks.measure_feed throughput` (parse, pipeline, storage, latency),
+`... memory` (alone in a fresh process, so earlier work does not inflate its RSS), or
+`... chain-latency` (tick to chain figures at a websocket client, through a Celery worker).
 Prints one JSON line.
 """
 
@@ -27,6 +28,10 @@ def main(part: str) -> None:
     call_command("migrate", verbosity=0)
     if part == "memory":
         result = {"memory": measure_feed_memory()}
+    elif part == "chain-latency":
+        from tests.benchmarks.chain_latency import measure_chain_latency
+
+        result = {"chain_latency": measure_chain_latency(os.environ["DATABASE_URL"])}
     else:
         result = {
             "parse": measure_parse(),
