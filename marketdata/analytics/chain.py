@@ -72,30 +72,15 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from marketdata.analytics import black_scholes
+from marketdata.analytics import black_scholes, chain_figures, chain_json
 
 MAX_SPREAD_FRACTION = 0.25
 MIN_SPREAD_ALLOWANCE = 0.20
 PARITY_STRIKES = 5
-RISK_REVERSAL_DELTA = 0.25
-FLIP_RANGE = 0.10
-FLIP_GRID_POINTS = 41
-FLIP_REFINEMENTS = 3
-STRENGTH_OI_WEIGHT = 0.7
-IV_SOURCES = ("ltp", "mid")  # indexed by iv_from_mid
-BUILDUP_LABELS = (None, "long_buildup", "short_buildup", "short_covering", "long_unwinding")
-SQRT_2PI = math.sqrt(2.0 * math.pi)
-# exp() of arguments below about -708 underflows on NumPy's slow path, five times slower.
-UNDERFLOW_EXPONENT = -700.0
-_FLIP_MULTIPLES = np.linspace(1.0 - FLIP_RANGE, 1.0 + FLIP_RANGE, FLIP_GRID_POINTS)
-# rows (1, x, x^2) with x = ln(s / spot)
-_FLIP_POWERS_32 = np.vander(np.log(_FLIP_MULTIPLES), 3, increasing=True).astype(np.float32)
-_FLIP_WIDEST_LOG = max(-math.log(1.0 - FLIP_RANGE), math.log(1.0 + FLIP_RANGE))
 # Rows of ChainQuotes' contract matrix, in an order that lets one call cover several fields:
 # (last, OI) - (previous close, reference OI) gives both changes, (OI, volume) both totals.
 _CONTRACT_ROWS = ("previous_close", "reference_oi", "last_price", "oi", "volume", "bid", "ask")
@@ -176,7 +161,7 @@ class ChainQuotes:
 class SideFigures:
     """Per-strike arrays for the CE (or PE) side; NaN where unknown. ``iv`` is a fraction,
     ``iv_from_mid`` says the IV's price was the mid (else the last price), ``buildup`` holds indices
-    into ``BUILDUP_LABELS`` (0 for none)."""
+    into ``chain_json.BUILDUP_LABELS`` (0 for none)."""
 
     last_price: np.ndarray
     change: np.ndarray
@@ -240,59 +225,8 @@ class ChainFigures:
     lot_size: int
 
     def to_dict(self) -> dict:
-        """JSON-safe: NaN becomes None and IV is in percent points. Rounding: prices, changes and
-        percentages 2 dp (mid 3 dp, so that 0.05 / 0.20 shows 0.125), IV 2 dp, delta 4 dp, the other
-        Greeks 5 significant digits, OI, volume, GEX (rupees) and strength whole, PCR 3 dp."""
-        strike_values = _decimals(self.strikes, 2)
-        rows = [
-            {"strike": strike, "ce": ce, "pe": pe, "gex": gex, "pcr_oi": pcr}
-            for strike, ce, pe, gex, pcr in zip(
-                strike_values,
-                _side_rows(self.ce),
-                _side_rows(self.pe),
-                _integers(self.gex),
-                _decimals(self.pcr_oi_by_strike, 3),
-                strict=True,
-            )
-        ]
-        return {"summary": self._summary(strike_values), "strikes": rows}
-
-    def _summary(self, strike_values: list) -> dict:
-        return {
-            "spot": _scalar(self.spot, 2),
-            "future": _scalar(self.future_price, 2),
-            "forward": _scalar(self.forward, 2),
-            "forward_source": self.forward_source,
-            "implied_dividend_yield": _scalar(self.implied_dividend_yield, 6),
-            "time_to_expiry_years": _scalar(self.time_to_expiry_years, 8),
-            "days_to_expiry": _scalar(self.time_to_expiry_years * 365.0, 2),
-            "atm_strike": _scalar(self.atm_strike, 2),
-            "atm_iv": _scalar(self.atm_iv * 100.0, 2),
-            "atm_straddle": _scalar(self.atm_straddle, 2),
-            "expected_move": _scalar(self.expected_move, 2),
-            "expected_move_pct": _scalar(self.expected_move_pct, 2),
-            "iv_25d_call": _scalar(self.iv_25d_call * 100.0, 2),
-            "iv_25d_put": _scalar(self.iv_25d_put * 100.0, 2),
-            "risk_reversal_25d": _scalar(self.risk_reversal_25d * 100.0, 2),
-            "butterfly_25d": _scalar(self.butterfly_25d * 100.0, 2),
-            "pcr_oi": _scalar(self.pcr_oi, 3),
-            "pcr_volume": _scalar(self.pcr_volume, 3),
-            "max_pain": _scalar(self.max_pain, 2),
-            "call_wall": _scalar(self.call_wall, 2),
-            "put_wall": _scalar(self.put_wall, 2),
-            "total_gex": _scalar(self.total_gex, 0),
-            "gamma_flip": _scalar(self.gamma_flip, 2),
-            "total_ce_oi": _scalar(self.total_ce_oi, 0),
-            "total_pe_oi": _scalar(self.total_pe_oi, 0),
-            "total_ce_volume": _scalar(self.total_ce_volume, 0),
-            "total_pe_volume": _scalar(self.total_pe_volume, 0),
-            "lot_size": int(self.lot_size),
-            "smile": {
-                "strikes": strike_values,
-                "ce_iv": _decimals(self.ce.iv * 100.0, 2),
-                "pe_iv": _decimals(self.pe.iv * 100.0, 2),
-            },
-        }
+        """JSON-safe figures (marketdata.analytics.chain_json): NaN becomes None, IV is in percent points."""
+        return chain_json.figures_to_dict(self)
 
 
 def compute_chain(quotes: ChainQuotes) -> ChainFigures:
@@ -302,7 +236,7 @@ def compute_chain(quotes: ChainQuotes) -> ChainFigures:
     # Every per-contract step runs once over CE then PE (2n entries), not once per side.
     contracts = quotes.contracts
     last, oi, volume, bid, ask = contracts[2], contracts[3], contracts[4], contracts[5], contracts[6]
-    is_call, signs = _contract_layout(n)
+    is_call, signs = chain_figures.contract_layout(n)
     with np.errstate(all="ignore"):  # missing quotes are NaN and must stay NaN without warnings
         mid, pricing, from_mid = _pricing_prices(bid, ask, last)
         forward, forward_source = _forward(strikes, pricing[:n], pricing[n:], quotes)
@@ -321,12 +255,12 @@ def compute_chain(quotes: ChainQuotes) -> ChainFigures:
         total_gex = float(np.add.reduce(gex_or_zero))
         if total_gex == 0.0 and not strike_known.any():
             total_gex = math.nan
-        gamma_flip = _gamma_flip(spot, contract_strikes, iv, signed_oi, T, r, q_implied, gex_or_zero != 0)
+        gamma_flip = chain_figures.gamma_flip(spot, contract_strikes, iv, signed_oi, T, r, q_implied, gex_or_zero != 0)
 
         # rows (last price, OI) against (previous close, reference OI): both changes in one go
         changes = contracts[2:4] - contracts[0:2]
         change_pcts = np.where(contracts[0:2] > 0, changes / contracts[0:2] * 100.0, np.nan)
-        buildup, strength = _buildup(changes, oi, volume)
+        buildup, strength = chain_figures.buildup_codes(changes, oi, volume)
         # (OI, volume) x (CE, PE) totals, a NaN counting as nothing
         held = np.fmax(contracts[3:5], 0.0)
         (total_ce_oi, total_pe_oi), (total_ce_volume, total_pe_volume) = np.add.reduce(
@@ -334,7 +268,7 @@ def compute_chain(quotes: ChainQuotes) -> ChainFigures:
         ).tolist()
         ce_oi, pe_oi = held[0, :n], held[0, n:]
         pcr_oi_by_strike = np.where(ce_oi > 0, oi[n:] / ce_oi, np.nan)
-        iv_25d_call, iv_25d_put = _iv_at_25_delta(greeks.delta, iv, n)
+        iv_25d_call, iv_25d_put = chain_figures.iv_at_25_delta(greeks.delta, iv, n)
 
     atm = _nearest_index(strikes, forward)
     atm_iv = _mean_of_known(float(iv[atm]), float(iv[n + atm])) if atm >= 0 else math.nan
@@ -389,7 +323,7 @@ def compute_chain(quotes: ChainQuotes) -> ChainFigures:
         butterfly_25d=0.5 * (iv_25d_call + iv_25d_put) - atm_iv,
         pcr_oi=total_pe_oi / total_ce_oi if total_ce_oi > 0 else math.nan,
         pcr_volume=total_pe_volume / total_ce_volume if total_ce_volume > 0 else math.nan,
-        max_pain=_max_pain(strikes, ce_oi, pe_oi, total_pe_oi) if has_oi else math.nan,
+        max_pain=chain_figures.max_pain(strikes, ce_oi, pe_oi, total_pe_oi) if has_oi else math.nan,
         call_wall=float(strikes[ce_oi.argmax()]) if total_ce_oi > 0 else math.nan,
         put_wall=float(strikes[pe_oi.argmax()]) if total_pe_oi > 0 else math.nan,
         total_gex=total_gex,
@@ -414,15 +348,6 @@ def _greeks_where_known(spot, contract_strikes, T, r, iv, is_call, q) -> black_s
     for values in greeks:
         values[without_iv] = np.nan
     return greeks
-
-
-@lru_cache(maxsize=16)
-def _contract_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For 2n contracts, CE then PE: is_call, and +1 / -1 (the GEX sign and the 25-delta side)."""
-    is_call = np.arange(2 * n) < n
-    signs = np.where(is_call, 1.0, -1.0)
-    is_call.flags.writeable = signs.flags.writeable = False
-    return is_call, signs
 
 
 def _pricing_prices(bid: np.ndarray, ask: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -475,238 +400,7 @@ def _nearest_index(strikes: np.ndarray, level: float) -> int:
     return right
 
 
-def _iv_at_25_delta(delta: np.ndarray, iv: np.ndarray, n: int) -> tuple[float, float]:
-    """The call IV at delta +0.25 and the put IV at -0.25, interpolated linearly in delta between
-    neighbouring strikes that have an IV (deltas fall with the strike on both sides)."""
-    known = np.flatnonzero(iv == iv)
-    excess = (delta - _delta_targets(n))[known]
-    below = excess < 0
-    steps = np.flatnonzero(below[1:] & ~below[:-1]).tolist()
-    call_iv = put_iv = math.nan
-    for step in steps:
-        upper, lower = int(known[step]), int(known[step + 1])
-        if (upper < n) != (lower < n):
-            continue  # the last call next to the first put: not neighbouring strikes
-        weight = float(excess[step] / (excess[step] - excess[step + 1]))
-        level = float(iv[upper] + (iv[lower] - iv[upper]) * weight)
-        if upper < n and call_iv != call_iv:
-            call_iv = level  # the first call crossing: the one nearest the money
-        elif upper >= n:
-            put_iv = level  # the last put crossing is the one nearest the money
-    return call_iv, put_iv
-
-
-@lru_cache(maxsize=16)
-def _delta_targets(n: int) -> np.ndarray:
-    """+0.25 for the n calls, -0.25 for the n puts."""
-    targets = _contract_layout(n)[1] * RISK_REVERSAL_DELTA
-    targets.flags.writeable = False
-    return targets
-
-
-def _gamma_flip(
-    spot: float,
-    contract_strikes: np.ndarray,
-    iv: np.ndarray,
-    signed_oi: np.ndarray,
-    T: float,
-    r: float,
-    q: float,
-    contributes: np.ndarray,
-) -> float:
-    """Where total GEX changes sign as spot moves, IVs held: a grid, then Illinois steps."""
-    chosen = np.flatnonzero(contributes)
-    if not (spot > 0 and T > 0 and chosen.size):
-        return math.nan
-    vol_sqrt_t = iv[chosen] * math.sqrt(T)
-    variance = vol_sqrt_t * vol_sqrt_t
-    # At spot s = spot e^x a contract's GEX is 0.01 s OI e^{-qT} phi(d1) / (vol sqrt T), where
-    # d1^2 / 2 = (x - centre)^2 / (2 variance): a quadratic in x, so the exponents of the whole grid
-    # are one (grid x 3) @ (3 x contracts) product, leaving one exp and one product with the weights.
-    centre = np.log(contract_strikes[chosen] * (1.0 / spot)) - ((r - q) * T + 0.5 * variance)
-    curvature = -0.5 / variance
-    weight = signed_oi[chosen] * (0.01 * math.exp(-q * T) / SQRT_2PI) / vol_sqrt_t
-    coefficients = np.empty((3, chosen.size))
-    np.multiply(curvature, centre, out=coefficients[1])
-    np.multiply(coefficients[1], centre, out=coefficients[0])
-    coefficients[1] *= -2.0
-    coefficients[2] = curvature
-    # clamp only when a bound on the grid's most negative exponent says underflow is possible
-    widest = float(np.maximum.reduce(np.abs(centre))) + _FLIP_WIDEST_LOG
-    clamp = float(np.minimum.reduce(curvature)) * widest * widest < UNDERFLOW_EXPONENT
-    # The grid only has to get the signs right, so it runs in float32 (exp() is twice as fast);
-    # the refinement runs in float64.
-    coefficients_32, weight_32 = coefficients.astype(np.float32), weight.astype(np.float32)
-
-    def gex_sum_at(powers: np.ndarray, coefficients: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """Total GEX / s (so of the same sign) at the spots whose (1, x, x^2) rows are given."""
-        exponent = powers @ coefficients
-        if clamp:
-            np.maximum(exponent, UNDERFLOW_EXPONENT, out=exponent)
-        return np.exp(exponent, out=exponent) @ weight
-
-    def gex_sum_at_multiple(multiple: float) -> float:
-        x = math.log(multiple)
-        return float(gex_sum_at(np.array((1.0, x, x * x)), coefficients, weight))
-
-    sums = gex_sum_at(_FLIP_POWERS_32, coefficients_32, weight_32)
-    positive = sums > 0
-    steps = np.flatnonzero(positive[1:] != positive[:-1]).tolist()
-    if not steps:
-        return math.nan
-    grid, sums = _FLIP_MULTIPLES.tolist(), sums.tolist()
-
-    def interpolated(step: int) -> float:
-        return grid[step] + (grid[step + 1] - grid[step]) * sums[step] / (sums[step] - sums[step + 1])
-
-    step = min(steps, key=lambda step: abs(interpolated(step) - 1.0))
-    return spot * _illinois(gex_sum_at_multiple, grid[step], sums[step], grid[step + 1], sums[step + 1])
-
-
-def _illinois(function, a: float, f_a: float, b: float, f_b: float) -> float:
-    """The root of ``function`` between ``a`` and ``b`` (``f_a`` and ``f_b`` of opposite signs or
-    one zero) after FLIP_REFINEMENTS steps of the Illinois variant of regula falsi, which keeps the
-    root bracketed and, unlike plain regula falsi, does not stall at one end."""
-    for _ in range(FLIP_REFINEMENTS):
-        c = (a * f_b - b * f_a) / (f_b - f_a)
-        f_c = function(c)
-        if f_c == 0:
-            return c
-        if (f_c > 0) != (f_b > 0):
-            a, f_a = b, f_b
-        else:
-            f_a *= 0.5
-        b, f_b = c, f_c
-    return (a * f_b - b * f_a) / (f_b - f_a)
-
-
-def _max_pain(strikes: np.ndarray, ce_oi: np.ndarray, pe_oi: np.ndarray, total_pe_oi: float) -> float:
-    """The settlement strike that pays option holders least. At strike j calls pay
-    K_j sum_{i<=j} C_i - sum_{i<=j} C_i K_i, and puts sum_i P_i K_i - K_j sum_i P_i - (sum_{i<=j} P_i K_i
-    - K_j sum_{i<=j} P_i): two cumulative sums of C + P give every strike's payout at once (exactly,
-    for whole OI and strikes, while the sums stay below 2^53)."""
-    oi = ce_oi + pe_oi
-    # the constant sum_i P_i K_i is left out: it does not move the minimum
-    payout = strikes * (np.add.accumulate(oi) - total_pe_oi) - np.add.accumulate(oi * strikes)
-    return float(strikes[payout.argmin()])
-
-
-def _buildup(changes: np.ndarray, oi: np.ndarray, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Buildup codes (indices into BUILDUP_LABELS) and their 0-100 strength, from the rows
-    (price change, OI change) of ``changes``."""
-    down = changes < 0
-    moved = (changes > 0) | down
-    labelled = moved[0] & moved[1]
-    # int8 views of the booleans: arithmetic on them skips a cast to int64 per step
-    down_8 = down.view(np.int8)
-    codes = (down_8[0] + down_8[1] * 2 + 1) * labelled.view(np.int8)
-    oi_weight = 100.0 * STRENGTH_OI_WEIGHT
-    magnitude = np.abs(changes[1])
-    known = magnitude[magnitude == magnitude]
-    oi_part = 0.5 * oi_weight
-    if known.size:
-        mean = np.add.reduce(known) / known.size
-        deviation = known - mean
-        spread = math.sqrt(np.dot(deviation, deviation) / known.size)
-        if spread > 0:  # oi_weight x clip((z + 3) / 6, 0, 1), z = (magnitude - mean) / spread
-            scaled = (magnitude - (mean - 3.0 * spread)) * (oi_weight / (6.0 * spread))
-            oi_part = np.minimum(np.maximum(scaled, 0.0), oi_weight)
-    # fmax turns the NaN of an unknown volume (or of 0 / 0) into the documented 0
-    activity_part = np.fmax(volume * (100.0 - oi_weight) / (volume + oi), 0.0)
-    return codes, np.where(labelled, oi_part + activity_part, np.nan)
-
-
 def _mean_of_known(first: float, second: float) -> float:
     if first == first and second == second:
         return (first + second) * 0.5
     return first if first == first else second
-
-
-_SIDE_KEYS = (
-    "ltp",
-    "change",
-    "change_pct",
-    "bid",
-    "ask",
-    "mid",
-    "volume",
-    "oi",
-    "oi_change",
-    "oi_change_pct",
-    "iv",
-    "iv_source",
-    "delta",
-    "gamma",
-    "theta",
-    "vega",
-    "rho",
-    "gex",
-    "buildup",
-    "buildup_strength",
-)
-
-
-def _side_rows(side: SideFigures) -> list[dict]:
-    known = (side.iv == side.iv).tolist()
-    sources = [
-        (IV_SOURCES[mid] if has_iv else None) for mid, has_iv in zip(side.iv_from_mid.tolist(), known, strict=True)
-    ]
-    columns = (
-        _decimals(side.last_price, 2),
-        _decimals(side.change, 2),
-        _decimals(side.change_pct, 2),
-        _decimals(side.bid, 2),
-        _decimals(side.ask, 2),
-        _decimals(side.mid, 3),
-        _integers(side.volume),
-        _integers(side.oi),
-        _integers(side.oi_change),
-        _decimals(side.oi_change_pct, 2),
-        _decimals(side.iv * 100.0, 2),
-        sources,
-        _decimals(side.delta, 4),
-        _significant(side.gamma, 5),
-        _significant(side.theta, 5),
-        _significant(side.vega, 5),
-        _significant(side.rho, 5),
-        _integers(side.gex),
-        [BUILDUP_LABELS[code] for code in side.buildup.tolist()],
-        _integers(side.buildup_strength),
-    )
-    return [dict(zip(_SIDE_KEYS, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
-def _decimals(values: np.ndarray, places: int) -> list[float | None]:
-    return _floats_or_none(np.round(values, places))
-
-
-def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    finite = np.isfinite(values)
-    if finite.all():
-        return values.tolist()
-    return [value if ok else None for value, ok in zip(values.tolist(), finite.tolist(), strict=True)]
-
-
-def _integers(values: np.ndarray) -> list[int | None]:
-    rounded = np.round(values)
-    finite = np.isfinite(rounded)
-    if finite.all():
-        return rounded.astype(np.int64).tolist()
-    return [int(value) if ok else None for value, ok in zip(rounded.tolist(), finite.tolist(), strict=True)]
-
-
-def _significant(values: np.ndarray, digits: int) -> list[float | None]:
-    """Rounded to ``digits`` significant digits. Dividing the rounded integer by an exact power of
-    ten gives the double nearest the short decimal, so the JSON shows 0.00032154, not 0.000321540001."""
-    with np.errstate(all="ignore"):
-        magnitude = np.floor(np.log10(np.abs(values)))
-        # clipped so that the powers of ten stay finite, even for zero and subnormal values
-        places = np.clip(np.where(np.isfinite(magnitude), digits - 1 - magnitude, 0), -300, 300)
-        up, down = 10.0 ** np.maximum(places, 0), 10.0 ** np.maximum(-places, 0)
-        return _floats_or_none(np.round(values * up / down) * down / up)
-
-
-def _scalar(value: float, places: int) -> float | int | None:
-    if not math.isfinite(value):
-        return None
-    return round(value) if places == 0 else round(float(value), places)
