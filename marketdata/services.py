@@ -120,6 +120,16 @@ def chain_refresh(*, symbol: str, expiry: dt.date) -> dict | None:
     return analytics
 
 
+def chain_snapshots_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete snapshots older than CHAIN_SNAPSHOT_RETENTION_DAYS (0 keeps everything); returns how many."""
+    days = settings.CHAIN_SNAPSHOT_RETENTION_DAYS
+    if not days:
+        return 0
+    cutoff = (now or clock.now()) - dt.timedelta(days=days)
+    deleted, _ = ChainSnapshot.objects.filter(taken_at__lt=cutoff).delete()
+    return deleted
+
+
 def chain_snapshot_store(*, symbol: str, expiry: dt.date, taken_at: dt.datetime, analytics: dict) -> ChainSnapshot:
     """Store (or replace) the snapshot of a chain for the interval starting at `taken_at`."""
     summary = analytics["summary"]

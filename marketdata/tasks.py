@@ -24,3 +24,9 @@ def refresh_chain(symbol: str, expiry: str) -> dict | None:
         log.info("chain %s %s: no layout from the feed yet, nothing to compute", symbol, expiry)
         return None
     return {"underlying": symbol, "expiry": expiry, "as_of": analytics["as_of"]}
+
+
+@shared_task(name="marketdata.tasks.prune_chain_snapshots")
+def prune_chain_snapshots() -> dict:
+    """The daily clean-up of chain history older than CHAIN_SNAPSHOT_RETENTION_DAYS."""
+    return {"deleted": services.chain_snapshots_prune()}

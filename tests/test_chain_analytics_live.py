@@ -26,7 +26,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from instruments.models import Underlying
-from marketdata import selectors
+from marketdata import selectors, services
 from marketdata.analytics.black_scholes import price
 from marketdata.feed.chains import chain_layouts
 from marketdata.feed.publisher import Publisher
@@ -281,3 +281,35 @@ async def test_the_simulated_market_streams_chain_analytics_and_snapshots_accumu
     assert len(snapshots) >= 2
     assert all(s.atm_iv == pytest.approx(s.summary["atm_iv"]) for s in snapshots)
     await sync_to_async(connections.close_all)()
+
+
+def snapshot(taken_at: dt.datetime, pcr: float) -> ChainSnapshot:
+    return ChainSnapshot.objects.create(
+        underlying=Underlying.objects.get(symbol="NIFTY"), expiry=EXPIRY, taken_at=taken_at, pcr_oi=pcr
+    )
+
+
+def test_chain_history_is_the_days_series_oldest_first(db):
+    Underlying.objects.create(symbol="NIFTY", strike_step=50)
+    for minute, pcr in ((17, 1.3), (15, 1.1), (16, 1.2), (30, 1.9)):
+        snapshot(dt.datetime(2026, 11, 23, 10, minute, tzinfo=IST), pcr)
+    start, end = dt.datetime(2026, 11, 23, 10, 15, tzinfo=IST), dt.datetime(2026, 11, 23, 10, 30, tzinfo=IST)
+    series = selectors.chain_history(symbol="NIFTY", expiry=EXPIRY, start=start, end=end)
+    assert [(s.taken_at.astimezone(IST).minute, s.pcr_oi) for s in series] == [(15, 1.1), (16, 1.2), (17, 1.3)]
+    assert selectors.chain_history(symbol="BANKNIFTY", expiry=EXPIRY, start=start, end=end).count() == 0
+    before = selectors.chain_snapshot_before(symbol="NIFTY", expiry=EXPIRY, at=start + dt.timedelta(seconds=119))
+    assert before.taken_at == start + dt.timedelta(minutes=1)
+
+
+def test_the_daily_prune_keeps_the_retention_window(db, settings):
+    Underlying.objects.create(symbol="NIFTY", strike_step=50)
+    settings.CHAIN_SNAPSHOT_RETENTION_DAYS = 30
+    now = dt.datetime(2026, 11, 23, 18, 0, tzinfo=IST)
+    for days in (31, 30, 29, 1):
+        snapshot(now - dt.timedelta(days=days, minutes=1), 1.0)
+    assert services.chain_snapshots_prune(now=now) == 2
+    assert ChainSnapshot.objects.count() == 2
+    settings.CHAIN_SNAPSHOT_RETENTION_DAYS = 0  # keep everything
+    assert services.chain_snapshots_prune(now=now + dt.timedelta(days=400)) == 0
+    entry = settings.CELERY_BEAT_SCHEDULE["prune-chain-snapshots-daily"]
+    assert entry["task"] in app.tasks and entry["schedule"].hour == {18}

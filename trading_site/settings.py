@@ -153,6 +153,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "instruments.tasks.sync_instruments_from_kite",
         "schedule": crontab(hour=8, minute=30, day_of_week="mon-fri"),
     },
+    # After the close: snapshots older than CHAIN_SNAPSHOT_RETENTION_DAYS go.
+    "prune-chain-snapshots-daily": {
+        "task": "marketdata.tasks.prune_chain_snapshots",
+        "schedule": crontab(hour=18, minute=0),
+    },
 }
 
 # ---------------------------------------------------------------------------
@@ -176,6 +181,8 @@ CHAIN_SNAPSHOT_SECONDS = env_int("CHAIN_SNAPSHOT_SECONDS", default=60, minimum=1
 # OI change is measured against the OI of N minutes ago (from the snapshots); 0 means against
 # the first OI seen today, which is the previous session's closing OI.
 CHAIN_OI_CHANGE_MINUTES = env_int("CHAIN_OI_CHANGE_MINUTES", default=0, minimum=0, maximum=375)
+# A chain of 200 strikes stores about 100 KB a snapshot: keep a few weeks of history (0 keeps all).
+CHAIN_SNAPSHOT_RETENTION_DAYS = env_int("CHAIN_SNAPSHOT_RETENTION_DAYS", default=30, minimum=0)
 
 # ---------------------------------------------------------------------------
 # Auth, sessions, security

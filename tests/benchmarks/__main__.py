@@ -34,7 +34,10 @@ def main() -> int:
             results.append(run_backend("PostgreSQL", bench_url, master))
             feed = run_measurement("feed throughput", bench_url, ["tests.benchmarks.measure_feed", "throughput"])
             feed |= run_measurement("feed memory", bench_url, ["tests.benchmarks.measure_feed", "memory"])
-    print_table(instrument_rows(results) + feed_rows(feed))
+            feed |= run_measurement("chain latency", bench_url, ["tests.benchmarks.measure_feed", "chain-latency"])
+            analytics = run_measurement("option analytics", bench_url, ["tests.benchmarks.analytics"])
+            analytics["chain"] = run_measurement("chain figures", bench_url, ["tests.benchmarks.chain"])
+    print_table(instrument_rows(results) + feed_rows(feed) + analytics_rows(analytics, feed["chain_latency"]))
     return 0
 
 
@@ -168,6 +171,43 @@ def feed_rows(feed: dict) -> list[tuple]:
             )
         )
     return rows
+
+
+def analytics_rows(analytics: dict, latency: dict) -> list[tuple]:
+    chain = analytics["chain"]
+    return [
+        (
+            f"implied_vol, {analytics['implied_vol_options']:,} NIFTY-like options, one core",
+            "-",
+            f"{analytics['implied_vol_ours_per_s']:,.0f} options/s",
+            f">= {analytics['target_implied_vol_per_s']:,} options/s",
+            f"{analytics['implied_vol_newton_bisection_per_s']:,.0f}/s NumPy Newton-bisection;"
+            f" {analytics['implied_vol_vollib_per_s']:,.0f}/s vollib in a loop",
+        ),
+        (
+            f"greeks, {analytics['greeks_options']:,} options, one core",
+            "-",
+            f"{analytics['greeks_ours_per_s']:,.0f} options/s",
+            f">= {analytics['target_greeks_per_s']:,} options/s",
+            f"{analytics['greeks_plain_numpy_per_s']:,.0f}/s plain NumPy;"
+            f" {analytics['greeks_vollib_per_s']:,.0f}/s vollib in a loop",
+        ),
+        (
+            f"whole chain of {chain['contracts']} contracts: IV, Greeks, every figure",
+            "-",
+            f"median {chain['ours_median_ms']:.2f} ms (p99 {chain['ours_p99_ms']:.2f})",
+            f"median <= {chain['target_median_ms']} ms",
+            f"{chain['plain_numpy_median_ms']:.2f} ms plain NumPy; {chain['vollib_median_ms']:.1f} ms vollib in a loop",
+        ),
+        (
+            f"tick to chain figures at a websocket client, refresh every {latency['refresh_ms']} ms",
+            "-",
+            f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms",
+            f"p99 <= {latency['target_p99_ms']} ms",
+            f"{latency['refresh_ms']} ms: the refresh interval a tick may wait;"
+            f" task {latency['task_compute_p50_ms']:.0f} ms (p50)",
+        ),
+    ]
 
 
 def print_table(rows: list[tuple]) -> None:
