@@ -128,8 +128,14 @@ def database_from_url(url: str, *, base_dir: Path, variable: str = "DATABASE_URL
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(file),
-            # WAL lets the web process read while the feed and workers write.
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 20},
+            # WAL lets the web process read while the feed and workers write. IMMEDIATE transactions
+            # take the write lock when they begin, so a writer waits up to `timeout` for another;
+            # a deferred one that reads first fails at once with "database is locked" instead.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+            },
         }
     raise ImproperlyConfigured(
         f"{variable} must start with postgres:// or sqlite:///, not {parts.scheme or 'nothing'}://."
