@@ -38,6 +38,7 @@ from marketdata.models import ChainSnapshot
 from marketdata.tasks import refresh_chain
 from trading_site.celery import app
 from trading_site.clock import IST
+from trading_site.log_filters import FrequentTasksFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPIRY = dt.date(2026, 11, 24)
@@ -313,3 +314,20 @@ def test_the_daily_prune_keeps_the_retention_window(db, settings):
     assert services.chain_snapshots_prune(now=now + dt.timedelta(days=400)) == 0
     entry = settings.CELERY_BEAT_SCHEDULE["prune-chain-snapshots-daily"]
     assert entry["task"] in app.tasks and entry["schedule"].hour == {18}
+
+
+def test_the_worker_log_leaves_out_each_chain_refresh_but_not_its_failures():
+    """Twice a second per chain, Celery's received/succeeded lines would bury the rest of the log."""
+    quiet = FrequentTasksFilter(["marketdata.tasks.refresh_chain"])
+
+    def record(level: int, name: str) -> logging.LogRecord:
+        fields = {"name": name, "id": "abc", "runtime": 0.01, "return_value": None}
+        message = "Task %(name)s[%(id)s] succeeded"
+        return logging.LogRecord("celery.app.trace", level, __file__, 1, message, fields, None)
+
+    assert not quiet.filter(record(logging.INFO, "marketdata.tasks.refresh_chain"))
+    assert quiet.filter(record(logging.ERROR, "marketdata.tasks.refresh_chain"))
+    assert quiet.filter(record(logging.INFO, "instruments.tasks.sync_instruments_from_kite"))
+    handlers = logging.getLogger().handlers
+    configured = next(f for h in handlers for f in h.filters if isinstance(f, FrequentTasksFilter))
+    assert configured.tasks == {"marketdata.tasks.refresh_chain"}

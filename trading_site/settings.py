@@ -238,7 +238,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "frequent_tasks": {
+            "()": "trading_site.log_filters.FrequentTasksFilter",
+            "tasks": ["marketdata.tasks.refresh_chain"],
+        }
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["frequent_tasks"]},
+    },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         # urllib3 logs full request URLs at DEBUG, and Kite URLs can carry tokens.
