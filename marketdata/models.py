@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
+from django.utils import timezone
 
 PRICE = {"max_digits": 16, "decimal_places": 4, "default": Decimal("0")}
 
@@ -116,4 +117,4 @@ class ChainSnapshot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.underlying.symbol} {self.expiry} @ {self.taken_at:%Y-%m-%d %H:%M}"
+        return f"{self.underlying.symbol} {self.expiry} @ {timezone.localtime(self.taken_at):%Y-%m-%d %H:%M}"

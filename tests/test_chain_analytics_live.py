@@ -331,3 +331,15 @@ def test_the_worker_log_leaves_out_each_chain_refresh_but_not_its_failures():
     handlers = logging.getLogger().handlers
     configured = next(f for h in handlers for f in h.filters if isinstance(f, FrequentTasksFilter))
     assert configured.tasks == {"marketdata.tasks.refresh_chain"}
+
+
+def test_the_admin_lists_snapshots_in_ist_and_never_edits_them(admin_client):
+    Underlying.objects.create(symbol="NIFTY", strike_step=50)
+    stored = snapshot(dt.datetime(2026, 11, 23, 10, 15, tzinfo=IST), 1.234)
+    page = admin_client.get("/admin/marketdata/chainsnapshot/")
+    assert page.status_code == 200
+    assert "NIFTY" in page.text and "1.234" in page.text
+    assert str(stored) == "NIFTY 2026-11-24 @ 2026-11-23 10:15"
+    assert admin_client.get("/admin/marketdata/chainsnapshot/add/").status_code == 403
+    form = admin_client.post(f"/admin/marketdata/chainsnapshot/{stored.pk}/change/", {"pcr_oi": 9})
+    assert form.status_code == 403 and ChainSnapshot.objects.get().pcr_oi == 1.234
