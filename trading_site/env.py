@@ -50,6 +50,17 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return default if value is None else value.strip()
 
 
+_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate as Django REST framework reads it: a count per s, min, hour or day ("600/min")."""
+    value = (os.environ.get(name) or default).strip()
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name}={value!r} must be a count per period, like 600/min or 10000/day.")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     # An empty value (NAME= in an env file) means "not set", never "off".

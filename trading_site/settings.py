@@ -3,6 +3,7 @@
 Every variable is documented in .env.example and in the README's configuration table.
 """
 
+import datetime as dt
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -14,6 +15,7 @@ from trading_site.env import (
     env_bool,
     env_int,
     env_list,
+    env_rate,
     env_str,
     env_url,
     fernet_keys,
@@ -62,6 +64,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "django_filters",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "instruments",
     "marketdata",
@@ -183,6 +189,57 @@ CHAIN_SNAPSHOT_SECONDS = env_int("CHAIN_SNAPSHOT_SECONDS", default=60, minimum=1
 CHAIN_OI_CHANGE_MINUTES = env_int("CHAIN_OI_CHANGE_MINUTES", default=0, minimum=0, maximum=375)
 # A chain of 200 strikes stores about 100 KB a snapshot: keep a few weeks of history (0 keeps all).
 CHAIN_SNAPSHOT_RETENTION_DAYS = env_int("CHAIN_SNAPSHOT_RETENTION_DAYS", default=30, minimum=0)
+
+# ---------------------------------------------------------------------------
+# REST API (/api/v1/) and its OpenAPI schema
+# ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "trading_site.api.PagePagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_USER", "1200/min"),
+        "anon": env_rate("API_THROTTLE_ANON", "30/min"),
+    },
+    "EXCEPTION_HANDLER": "trading_site.api.exception_handler",
+    "DATETIME_FORMAT": "iso-8601",
+    "COERCE_DECIMAL_TO_STRING": False,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# API tokens are stored hashed (SHA-512) and shown once; each can be revoked.
+REST_KNOX = {
+    "TOKEN_TTL": dt.timedelta(days=env_int("API_TOKEN_TTL_DAYS", default=30, minimum=1, maximum=3650)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": 20,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Options desk API",
+    "DESCRIPTION": (
+        "Instruments, live quotes, bars, stored ticks, option chains with IV, Greeks and chain figures, "
+        "a Greeks calculator, the feed's status and your broker accounts. Authenticate with a session or "
+        "`Authorization: Token <token>` from `POST /api/v1/auth/token/`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's scripts and styles from the sidecar package, served by WhiteNoise: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # ---------------------------------------------------------------------------
 # Auth, sessions, security

@@ -1,0 +1,66 @@
+"""The REST API's front door: API tokens, the error shape, the schema and its docs page."""
+
+from __future__ import annotations
+
+import pytest
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def test_a_username_and_password_get_a_token_that_authenticates_until_revoked(api, alice):
+    created = api.post("/api/v1/auth/token/", {"username": "alice", "password": "alice-password-1"}, format="json")
+    assert created.status_code == 201
+    token = created.json()["token"]
+    assert len(token) >= 64 and created.json()["expires_at"]
+    # Stored hashed: the database never holds the token itself.
+    stored = AuthToken.objects.get(user=alice)
+    assert token not in (stored.digest, stored.token_key) and stored.digest != token
+
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.delete("/api/v1/auth/token/").status_code == 204
+    assert AuthToken.objects.filter(user=alice).count() == 0
+    refused = api.delete("/api/v1/auth/token/")
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
+
+
+def test_wrong_credentials_and_missing_fields_get_clear_errors(api, alice):
+    wrong = api.post("/api/v1/auth/token/", {"username": "alice", "password": "nope"}, format="json")
+    assert wrong.status_code == 401
+    assert wrong.json() == {"detail": "Wrong username or password.", "code": "authentication_failed"}
+    missing = api.post("/api/v1/auth/token/", {"username": "alice"}, format="json")
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "detail": "Invalid input.",
+        "code": "invalid",
+        "errors": {"password": ["This field is required."]},
+    }
+    not_json = api.post("/api/v1/auth/token/", "username=alice", content_type="text/plain")
+    assert not_json.status_code == 415 and not_json.json()["code"] == "unsupported_media_type"
+    broken = api.post("/api/v1/auth/token/", "{not json", content_type="application/json")
+    assert broken.status_code == 400 and broken.json()["code"] == "parse_error"
+
+
+def test_an_anonymous_request_gets_401_json_not_the_login_page(api):
+    response = api.delete("/api/v1/auth/token/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_the_schema_is_openapi_3_and_the_docs_page_loads_nothing_from_a_cdn(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    document = schema.json()
+    assert document["openapi"].startswith("3.") and "/api/v1/auth/token/" in document["paths"]
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower() and "https://" not in html
+    assert client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
