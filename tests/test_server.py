@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.daphne import running_daphne
 
 
 @pytest.fixture
 def daphne_server(subprocess_env):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "trading_site.asgi:application"],
-        cwd=ROOT,
-        env=subprocess_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            requests.get(base + "/login/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None:
-                pytest.fail(f"daphne exited: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    with running_daphne(subprocess_env) as base:
+        yield base
 
 
 def test_daphne_serves_the_login_page_and_the_stylesheet(daphne_server):
