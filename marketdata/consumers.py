@@ -98,11 +98,14 @@ class FeedGroupsMixin:
 
 class FeedConsumer(FeedGroupsMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        if not self.scope["user"].is_authenticated:
-            await self.close(code=UNAUTHENTICATED_CLOSE_CODE)
-            return
         self.joined: set[str] = set()
+        # Accepted before closing, as StreamConsumer does: a socket closed during the handshake
+        # reaches a browser as a bare HTTP 403, and the page could not tell "log in" from "refused".
         await self.accept()
+        if not self.scope["user"].is_authenticated:
+            await self.send_json({"type": "error", "error": UNAUTHENTICATED_REASON})
+            await self.close(code=UNAUTHENTICATED_CLOSE_CODE, reason=UNAUTHENTICATED_REASON)
+            return
         query = parse_qs(self.scope.get("query_string", b"").decode())
         requested = [g for value in query.get("groups", []) for g in value.split(",") if g]
         if requested:
@@ -114,6 +117,8 @@ class FeedConsumer(FeedGroupsMixin, AsyncJsonWebsocketConsumer):
         self.stop_watching()
 
     async def receive_json(self, content, **kwargs) -> None:
+        if not self.scope["user"].is_authenticated:
+            return  # sent before our close reached the client
         if not isinstance(content, dict) or not isinstance(content.get("groups"), list):
             await self.send_json({"type": "error", "error": 'send {"action": "join"|"leave", "groups": [...]}'})
             return

@@ -29,8 +29,13 @@ def trader() -> User:
 
 async def test_an_anonymous_socket_is_closed_with_4401():
     socket = WebsocketCommunicator(application, "/ws/feed/?groups=feed.status", headers=ORIGIN)
-    connected, code = await socket.connect()
-    assert (connected, code) == (False, UNAUTHENTICATED_CLOSE_CODE)
+    assert (await socket.connect())[0]
+    assert (await socket.receive_json_from(timeout=5))["error"].startswith("not authenticated")
+    closed = await socket.receive_output(timeout=5)
+    assert (closed["type"], closed["code"]) == ("websocket.close", UNAUTHENTICATED_CLOSE_CODE)
+    # Nothing it asks for afterwards is acted on: it joined no group.
+    await socket.send_json_to({"action": "join", "groups": ["feed.status"]})
+    assert await socket.receive_nothing(timeout=0.2)
     await socket.disconnect()
 
 
@@ -94,6 +99,7 @@ async def test_more_than_100_groups_are_refused():
 
 async def test_anonymous_user_object_is_refused_too():
     socket = communicator("/ws/feed/", AnonymousUser())
-    connected, code = await socket.connect()
-    assert (connected, code) == (False, UNAUTHENTICATED_CLOSE_CODE)
+    assert (await socket.connect())[0]
+    assert (await socket.receive_json_from(timeout=5))["type"] == "error"
+    assert (await socket.receive_output(timeout=5))["code"] == UNAUTHENTICATED_CLOSE_CODE
     await socket.disconnect()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.daphne import running_daphne
 
@@ -40,3 +44,16 @@ def test_a_user_logs_in_through_daphne_and_sees_the_home_page(daphne_server, ali
 def test_the_admin_answers(daphne_server):
     response = requests.get(daphne_server + "/admin/login/", timeout=5)
     assert response.status_code == 200 and "Options desk administration" in response.text
+
+
+@pytest.mark.parametrize("path", ["/ws/feed/", "/ws/stream/"])
+def test_a_real_client_sees_why_an_anonymous_socket_is_closed(daphne_server, path):
+    """Through daphne, not only in-process: the 4401 reaches the client (a close during the
+    handshake would reach it as a bare HTTP 403)."""
+    url = daphne_server.replace("http://", "ws://") + path
+    with connect(url, origin=daphne_server, open_timeout=10) as socket:
+        first = json.loads(socket.recv(timeout=10))
+        assert first["type"] == "error"
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+    assert closed.value.rcvd.code == 4401
