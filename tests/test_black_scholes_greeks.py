@@ -255,3 +255,44 @@ def test_scalars_and_arrays_broadcast_together():
 def test_shapes_that_do_not_broadcast_raise_naming_the_arguments():
     with pytest.raises(ValueError, match=r"greeks: .*K shape \(4,\) and sigma shape \(3,\)"):
         greeks(100.0, np.ones(4), 0.5, 0.05, np.full(3, 0.2), True)
+
+
+def test_arrays_longer_than_a_block_have_no_seams_even_with_edge_entries_only_in_a_late_block():
+    from marketdata.analytics import black_scholes
+
+    rng = np.random.default_rng(13)
+    n = 2 * black_scholes._GREEKS_BLOCK + 17
+    K = rng.uniform(80.0, 120.0, n)
+    T = rng.uniform(1 / 365, 1.0, n)
+    sigma = rng.uniform(0.05, 0.8, n)
+    is_call = rng.random(n) < 0.5
+    late = n - 5 + np.arange(3)  # the first blocks are all regular, the last one is not
+    T[late[0]], sigma[late[1]], sigma[late[2]] = 0.0, -0.1, np.nan
+    whole = greeks(100.0, K, T, 0.065, sigma, is_call, 0.01)
+    picks = np.concatenate([rng.choice(n, 200, replace=False), late, [0, n - 1]])
+    for i in picks:
+        one = greeks(100.0, K[i], T[i], 0.065, sigma[i], bool(is_call[i]), 0.01)
+        for name in GREEK_NAMES:
+            assert getattr(whole, name)[i] == pytest.approx(
+                float(getattr(one, name)), rel=1e-15, abs=1e-300, nan_ok=True
+            )
+    expired = late[0]
+    intrinsic = max(100.0 - K[expired], 0.0) if is_call[expired] else max(K[expired] - 100.0, 0.0)
+    assert whole.price[expired] == intrinsic
+    assert np.isnan(whole.delta[late[2]]) and not np.isnan(whole.delta[late[1]])
+
+
+def test_each_call_returns_fresh_arrays_that_later_calls_leave_alone():
+    K = np.linspace(90.0, 110.0, 7)
+    first = greeks(100.0, K, 0.5, 0.05, 0.2, True)
+    kept = [values.copy() for values in first]
+    second = greeks(100.0, K, 0.25, 0.05, 0.3, False)
+    for values, copy in zip(first, kept, strict=True):
+        assert np.array_equal(values, copy)
+        assert not any(np.shares_memory(values, other) for other in second)
+    for name, values in zip(GREEK_NAMES, first, strict=True):
+        assert not any(
+            np.shares_memory(values, other)
+            for other_name, other in zip(GREEK_NAMES, first, strict=True)
+            if other_name != name
+        )

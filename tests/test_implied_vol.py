@@ -234,3 +234,33 @@ def test_shapes_that_do_not_broadcast_raise_naming_the_arguments():
         implied_vol(np.ones(3), 100.0, np.ones(4), 0.5, 0.05, True)
     with pytest.raises(TypeError, match="is_call"):
         implied_vol(1.0, 100.0, 100.0, 0.5, 0.05, "PE")
+
+
+@pytest.mark.parametrize("spot", [100.0, 24_000.0])
+def test_each_entry_is_solved_as_if_alone_whatever_segment_its_neighbours_are_in(spot):
+    # The wide grid has entries in every segment of the initial guess and every objective; the
+    # solver reorders them by segment, and its result for each must not depend on the others.
+    S, K, T, r, sigma, is_call, q = wide_grid(spot)
+    premium = price(S, K, T, r, sigma, is_call, q)
+    iv = implied_vol(premium, S, K, T, r, is_call, q)
+    picks = np.random.default_rng(17).choice(K.size, 300, replace=False)
+    alone = [float(implied_vol(premium[i], S, K[i], T[i], r[i], bool(is_call[i]), q[i])) for i in picks]
+    assert np.array_equal(iv[picks], np.array(alone), equal_nan=True)
+    assert np.isfinite(iv[picks]).sum() > 150
+
+
+def test_stragglers_converge_by_bracket_and_bisection_when_the_step_test_never_passes(monkeypatch):
+    # Every entry normally converges in two steps; with the step test disabled, all of them go
+    # through the stragglers' path (compaction, bracket tightening, bisection, the iteration limit).
+    from marketdata.analytics import _lets_be_rational
+
+    S, K, T, r, sigma, is_call, q = wide_grid(100.0)
+    premium = price(S, K, T, r, sigma, is_call, q)
+    normal = implied_vol(premium, S, K, T, r, is_call, q)
+    monkeypatch.setattr(_lets_be_rational, "_CONVERGED_STEP", np.array(0.0))
+    straggling = implied_vol(premium, S, K, T, r, is_call, q)
+    assert np.array_equal(np.isnan(straggling), np.isnan(normal))
+    solved = ~np.isnan(normal)
+    assert np.max(np.abs(straggling[solved] - normal[solved]) / normal[solved]) <= 1e-10
+    quoted = time_value(premium, S, K, T, r, is_call, q) >= TICK
+    assert np.max(np.abs(straggling[quoted] - sigma[quoted])) <= 1e-10

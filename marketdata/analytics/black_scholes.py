@@ -64,23 +64,23 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
+
+from marketdata.analytics import _lets_be_rational
 
 DAYS_PER_YEAR = 365.0
 VOLATILITY_POINT = 0.01
 RATE_POINT = 0.01
 
-# Long arrays go through in blocks, so that a block's intermediates stay in cache (greeks: 9 work
-# rows and 6 outputs of 64 KiB) and implied_vol's working set (26 rows) stays a few MiB.
-_GREEKS_BLOCK = 8192
+# Long arrays go through in blocks, which bounds the workspace (greeks: 9 rows of a block, 2.3 MiB;
+# implied_vol: 29 rows, 3.6 MiB) and keeps it in cache; greeks measured fastest from 32768 to 65536.
+_GREEKS_BLOCK = 32768
 _IMPLIED_VOL_BLOCK = 16384
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / _SQRT_2PI
-_SQRT_PI_OVER_2 = math.sqrt(math.pi / 2.0)
-_SQRT_3 = math.sqrt(3.0)
-_TWO_PI_OVER_SQRT_27 = 2.0 * math.pi / math.sqrt(27.0)
-_EPSILON = np.finfo(float).eps
+# ufunc operands: a Python float costs NumPy a conversion on every call, a 0-d array does not.
+_ONE, _TWO, _HALF, _MINUS_HALF = np.array(1.0), np.array(2.0), np.array(0.5), np.array(-0.5)
 
 
 class Greeks(NamedTuple):
@@ -151,26 +151,40 @@ def greeks(
 ) -> Greeks:
     """Black-Scholes-Merton price, delta, gamma, theta (per day), vega and rho (per point).
 
-    Arguments as for ``price``; units and edge cases in the module docstring.
+    Arguments as for ``price``; units and edge cases in the module docstring. The six arrays are new
+    on every call, rows of one allocation: keeping any of them keeps the memory of all six.
     """
     args = _broadcast_arguments("greeks", S=S, K=K, T=T, r=r, sigma=sigma, is_call=is_call, q=q)
     size = math.prod(args.shape)
     flat = [_flat(array, args.shape) for array in args[:7]]
-    result = Greeks(*(np.empty(size) for _ in Greeks._fields))
+    # One block for the six outputs: a single allocation faults its pages in about half the time
+    # six do (~4 ns an option on a million). Each Greek is a fresh view of it.
+    values = np.empty((len(Greeks._fields), size))
     # Intermediates live in one reused workspace: fresh temporaries per block would cost page
     # faults as well as allocations.
-    work = np.empty((_GREEKS_WORK_ROWS, min(size, _GREEKS_BLOCK)))
+    block_size = min(size, _GREEKS_BLOCK)
+    work, pairs = np.empty((_GREEKS_WORK_ROWS, block_size)), np.empty((2, block_size, 2))
+    regular = True
     with np.errstate(all="ignore"):  # expired, zero-volatility and NaN entries are replaced below
         for start in range(0, size, _GREEKS_BLOCK):
-            block = slice(start, start + _GREEKS_BLOCK)
-            rows = work[:, : min(size - start, _GREEKS_BLOCK)]
-            arguments = (a if a.ndim == 0 else a[block] for a in flat)
-            _greeks_block(*arguments, out=Greeks(*(g[block] for g in result)), work=rows)
-        irregular = _irregular(args)
+            count = min(size - start, _GREEKS_BLOCK)
+            block = slice(start, start + count)
+            arguments = flat if count == size else [a if a.ndim == 0 else a[block] for a in flat]
+            outputs = Greeks(*(values if count == size else values[:, block]))
+            _greeks_block(*arguments, outputs, work[:, :count], pairs[:, :count])
+            # Checked while the block is in cache; the minimum is NaN if any entry is.
+            regular = regular and _all_positive(arguments[2]) and _all_positive(arguments[4])
+        irregular = None if regular else _irregular(args)
         if irregular is not None:
-            for values, edge in zip(result, _edge_greeks(flat, irregular), strict=True):
-                values[irregular] = edge
-    return Greeks(*(g.reshape(args.shape) for g in result))
+            for row, edge in zip(values, _edge_greeks(flat, irregular), strict=True):
+                row[irregular] = edge
+    if values.shape[1:] == args.shape:
+        return Greeks(*values)
+    return Greeks(*(row.reshape(args.shape) for row in values))
+
+
+def _all_positive(array: np.ndarray) -> bool:
+    return bool((array if array.ndim == 0 else np.minimum.reduce(array, axis=None)) > 0)
 
 
 def implied_vol(
@@ -186,91 +200,77 @@ def implied_vol(
 
     NaN where no volatility exists (see the module docstring). Jäckel's "Let's Be Rational" method
     (Wilmott 2015): out-of-the-money normalised form, a rational initial guess on four segments, and
-    third-order Householder steps on objectives transformed to be nearly linear, two steps being
-    enough to reach machine precision; a bracket with bisection guards the rare stragglers.
+    on objectives transformed to be nearly linear a third-order Householder step, then Halley's, two
+    steps being enough to reach machine precision; a bracket with bisection guards the rare
+    stragglers. The solver is ``_lets_be_rational``.
     """
     arrays, shape = _broadcast("implied_vol", price=price, S=S, K=K, T=T, r=r, is_call=is_call, q=q)
-    premium, spot, strike, expiry, rate, call, dividend = arrays.values()
-    with np.errstate(all="ignore"):  # unsolvable entries are masked out, and NaN compares False
-        discounted_spot = spot * np.exp(-dividend * expiry)
-        discounted_strike = strike * np.exp(-rate * expiry)
-        call_minus_put = discounted_spot - discounted_strike
-        time_value = premium - np.maximum(np.where(call, call_minus_put, -call_minus_put), 0.0)
-        ceiling = np.where(call, discounted_spot, discounted_strike)
-        # By put-call parity the out-of-the-money member of the pair has price time_value; solving
-        # for it keeps every digit of a small time value instead of subtracting a large intrinsic.
-        x = -np.abs(np.log(discounted_spot / discounted_strike))
-        beta = time_value / np.sqrt(discounted_spot * discounted_strike)
-        # S <= 0 or K <= 0 makes x or beta NaN or infinite, which fails the last test.
-        solvable = (time_value > 0) & (premium < ceiling) & (expiry > 0) & (beta < np.exp(0.5 * x))
-        size = math.prod(shape)
-        solvable = _flat(solvable, shape) if solvable.ndim else np.full(size, bool(solvable))
-        every = np.count_nonzero(solvable) == size
-        chosen = slice(None) if every else np.flatnonzero(solvable)
-        expiry, x, beta = (a if a.ndim == 0 else _flat(a, shape)[chosen] for a in (expiry, x, beta))
-        count = size if every else chosen.size
-        x, beta = (np.full(count, a) if a.ndim == 0 else a for a in (x, beta))
-        normalised = np.empty(x.size)
-        for start in range(0, x.size, _IMPLIED_VOL_BLOCK):
-            block = slice(start, start + _IMPLIED_VOL_BLOCK)
-            normalised[block] = _normalised_vol(x[block], beta[block])
-        sigma = normalised / np.sqrt(expiry)
-    if every:
-        return sigma.reshape(shape)
-    result = np.full(size, np.nan)
-    result[chosen] = sigma
-    return result.reshape(shape)
+    return _lets_be_rational.implied_vol(*arrays.values(), shape=shape, block=_IMPLIED_VOL_BLOCK)
 
 
-_GREEKS_WORK_ROWS = 9
+_GREEKS_WORK_ROWS = 5
 
 
-def _greeks_block(S, K, T, r, sigma, is_call, q, out: Greeks, work: np.ndarray) -> None:
+def _greeks_block(S, K, T, r, sigma, is_call, q, out: Greeks, work: np.ndarray, pairs: np.ndarray) -> None:
     """Price and Greeks of one block of entries with T > 0 and sigma > 0, written into ``out``.
 
-    Arguments are 0-d arrays or blocks of flat values; ``work`` has a row per intermediate. What
-    depends on scalars alone (an expiry's discount factors, on a chain) is computed once."""
-    omega, signed_vol, spot, strike, omega_d1, omega_d2, cdf1, spot_leg, strike_leg = work
+    Arguments are 0-d arrays or blocks of flat values; ``work`` has a row per intermediate, and
+    the outputs hold some before their own values. What depends on scalars alone (an expiry's
+    discount factors, on a chain) is computed once; with q = 0 (a spot) S e^{-qT} is S.
+
+    ``pairs`` holds (omega d1, omega d2) and then their N side by side, for one ndtr call: N
+    branches on its argument, and d2 is close to d1, so interleaved the branch predictor guesses
+    d2's way from d1's (6 ns an option less on random contracts than two calls)."""
+    omega, vol, signed_vol, strike, density = work
     value, delta, gamma, theta, vega, rho = out
+    arguments, cdfs = pairs
     sqrt_t = np.sqrt(T)
-    dividend_discount = np.exp(-q * T)
-    np.multiply(is_call, 2.0, out=omega)
-    omega -= 1.0  # +1 for calls, -1 for puts
-    np.multiply(sigma, sqrt_t, out=signed_vol)
-    signed_vol *= omega
-    np.multiply(S, dividend_discount, out=spot)
-    np.multiply(K, np.exp(-r * T), out=strike)
+    np.multiply(is_call, _TWO, omega)
+    np.subtract(omega, _ONE, omega)  # +1 for calls, -1 for puts
+    np.multiply(sigma, sqrt_t, vol)
+    np.multiply(vol, omega, signed_vol)
+    without_carry = q.ndim == 0 and q == 0
+    dividend_discount = None if without_carry else np.exp(-q * T)
+    spot = S if without_carry else S * dividend_discount
+    np.multiply(K, np.exp(-r * T), strike)
+    omega_d1, omega_d2 = density, rho
     _signed_d1_d2(spot, strike, signed_vol, out=(omega_d1, omega_d2))
-    ndtr(omega_d1, out=cdf1)
-    np.multiply(spot, cdf1, out=spot_leg)
-    spot_leg *= omega  # omega S e^{-qT} N(omega d1)
-    ndtr(omega_d2, out=strike_leg)
-    strike_leg *= strike
-    strike_leg *= omega  # omega K e^{-rT} N(omega d2)
-    np.subtract(spot_leg, strike_leg, out=value)
-    np.multiply(omega, dividend_discount, out=delta)
-    delta *= cdf1
+    # Copied in rather than computed in place: strided arithmetic costs more than the copies.
+    first, second = arguments.T
+    np.copyto(first, omega_d1)
+    np.copyto(second, omega_d2)
+    ndtr(arguments, cdfs)
+    cdf1, cdf2 = cdfs.T
+    np.multiply(cdf1, omega, delta)  # omega N(omega d1)
+    np.multiply(delta, spot, value)  # omega S e^{-qT} N(omega d1), the spot leg
+    strike_leg = rho
+    np.multiply(cdf2, strike, strike_leg)
+    np.multiply(strike_leg, omega, strike_leg)  # omega K e^{-rT} N(omega d2)
+    if not without_carry:
+        np.multiply(value, q / DAYS_PER_YEAR, theta)  # the carry term of theta, before value is
+        np.multiply(delta, dividend_discount, delta)
+    np.subtract(value, strike_leg, value)
     # S e^{-qT} exp(-d1^2 / 2), the normal density of d1 times sqrt(2 pi) S e^{-qT}; the Greeks that
     # need it fold 1 / sqrt(2 pi) into their scalar factors.
-    density = omega_d2
-    np.multiply(omega_d1, omega_d1, out=density)
-    density *= -0.5
-    np.exp(density, out=density)
-    density *= spot
-    np.multiply(signed_vol, omega, out=gamma)
-    gamma *= S * S * _SQRT_2PI
-    np.divide(density, gamma, out=gamma)
-    np.multiply(density, sqrt_t * (_INV_SQRT_2PI * VOLATILITY_POINT), out=vega)
+    np.multiply(omega_d1, omega_d1, density)  # in place of omega d1
+    np.multiply(density, _MINUS_HALF, density)
+    np.exp(density, density)
+    np.multiply(density, spot, density)
+    np.multiply(vol, S * S * _SQRT_2PI, gamma)
+    np.divide(density, gamma, gamma)
+    np.multiply(density, sqrt_t * (_INV_SQRT_2PI * VOLATILITY_POINT), vega)
     # -dV/dT = omega (q S e^{-qT} N(omega d1) - r K e^{-rT} N(omega d2)) - S e^{-qT} phi(d1) sigma / (2 sqrt T)
-    np.multiply(sigma, density, out=theta)
-    theta *= (-0.5 * _INV_SQRT_2PI / DAYS_PER_YEAR) / sqrt_t
-    carry = omega_d1
-    if q.ndim or q != 0:
-        np.multiply(spot_leg, q / DAYS_PER_YEAR, out=carry)
-        theta += carry
-    np.multiply(strike_leg, r / DAYS_PER_YEAR, out=carry)
-    theta -= carry
-    np.multiply(strike_leg, T * RATE_POINT, out=rho)
+    decay = density
+    np.multiply(density, sigma, decay)
+    np.multiply(decay, (-0.5 * _INV_SQRT_2PI / DAYS_PER_YEAR) / sqrt_t, decay)
+    if without_carry:
+        np.multiply(strike_leg, r / DAYS_PER_YEAR, theta)
+        np.subtract(decay, theta, theta)
+    else:
+        np.add(theta, decay, theta)
+        np.multiply(strike_leg, r / DAYS_PER_YEAR, decay)
+        np.subtract(theta, decay, theta)
+    np.multiply(strike_leg, T * RATE_POINT, rho)
 
 
 def _signed_d1_d2(spot, strike, signed_vol, out=None) -> tuple[np.ndarray, np.ndarray]:
@@ -281,12 +281,12 @@ def _signed_d1_d2(spot, strike, signed_vol, out=None) -> tuple[np.ndarray, np.nd
         omega_d1 = np.log(spot / strike) / signed_vol + 0.5 * signed_vol
         return omega_d1, omega_d1 - signed_vol
     omega_d1, omega_d2 = out
-    np.divide(spot, strike, out=omega_d1)
-    np.log(omega_d1, out=omega_d1)
-    omega_d1 /= signed_vol
-    np.multiply(signed_vol, 0.5, out=omega_d2)
-    omega_d1 += omega_d2
-    np.subtract(omega_d1, signed_vol, out=omega_d2)
+    np.divide(spot, strike, omega_d1)
+    np.log(omega_d1, omega_d1)
+    np.divide(omega_d1, signed_vol, omega_d1)
+    np.multiply(signed_vol, _HALF, omega_d2)
+    np.add(omega_d1, omega_d2, omega_d1)
+    np.subtract(omega_d1, signed_vol, omega_d2)
     return omega_d1, omega_d2
 
 
@@ -322,343 +322,15 @@ def _edge_greeks(flat: list[np.ndarray], where: np.ndarray) -> Greeks:
     return Greeks(value, delta, zeros, theta, zeros, rho)
 
 
-# Implied volatility, after Peter Jäckel, "Let's Be Rational", Wilmott (2015) 2015(75), 40-53, and
-# his reference implementation (www.jaeckel.org/LetsBeRational.7z; "Copyright © 2013-2014 Peter
-# Jäckel. Permission to use, copy, modify, and distribute this software is freely granted, provided
-# that this notice is preserved."), rewritten here to run on arrays. In normalised form an option is
-# x = ln(F/K) and s = sigma sqrt(T), with the out-of-the-money call's undiscounted price divided by
-# sqrt(F K): b(x, s) = e^{x/2} N(x/s + s/2) - e^{-x/2} N(x/s - s/2), x <= 0, 0 < b < e^{x/2}.
-
-
-def _normalised_vol(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """The s with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2} (flat arrays)."""
-    b_max = np.exp(0.5 * x)
-    # b is convex in s below s_c = sqrt(2|x|) and concave above; its tangents there cut the floor
-    # and ceiling at s_low and s_high, splitting beta's range into four segments, each with its guess.
-    s_c = np.sqrt(-2.0 * x)
-    b_c = 0.5 * b_max - ndtr(-s_c) / b_max
-    below_inflection = beta < b_c
-    s_outer = s_c + np.where(below_inflection, -b_c, b_max - b_c) / (_INV_SQRT_2PI * b_max)
-    b_outer = _normalised_black(x, s_outer, b_max)
-    lower = below_inflection & (beta < b_outer)
-    upper = (beta > b_outer) & ~below_inflection
-    upper_far = upper & (beta > 0.5 * b_max)  # close enough to the ceiling to iterate on ln(b_max - b)
-    segments = [np.flatnonzero(lower), np.flatnonzero(~(lower | upper)), np.flatnonzero(upper ^ upper_far)]
-    segments.append(np.flatnonzero(upper_far))
-    # Contiguous segments let each guess and objective run on a slice instead of a masked copy.
-    order = np.concatenate(segments)
-    # One block holds every full-length intermediate of the solve, reused by the steps; besides
-    # the allocations this saves, one large block freed per call keeps glibc from trimming and
-    # re-faulting the heap under the remaining temporaries (which cost ~40 % on 10,000 options).
-    work = np.empty((_WORK_ROWS, x.size))
-    ordered, guess_rows, step_rows = work[:7], work[7:17], work[17:]
-    for source, row in zip((x, beta, b_max, s_c, b_c, s_outer, b_outer), ordered, strict=True):
-        np.take(source, order, out=row)
-    x, beta, b_max, s_c, b_c, s_outer, b_outer = ordered
-    below_inflection = below_inflection.take(order)
-    n_lower, n_middle, n_upper_near = (len(segment) for segment in segments[:3])
-
-    s, s_left, s_right = _initial_guess(
-        x, beta, b_max, s_c, b_c, s_outer, b_outer, below_inflection, n_lower, n_middle, guess_rows
-    )
-    bad_guess = ~((s > s_left) & (s < s_right))
-    if np.count_nonzero(bad_guess):
-        s[bad_guess] = _bisection(s_left, s_right)[bad_guess]
-
-    objectives = _Objectives(n_lower, n_lower + n_middle + n_upper_near, beta, b_max)
-    solved = np.empty_like(x)
-    position = np.arange(x.size)
-    for iteration in range(_MAX_ITERATIONS):
-        straggling = iteration >= 2
-        s, step, inside = _householder_step(
-            x, s, s_left, s_right, objectives, step_rows, straggling, iteration % 3 == 2
-        )
-        if iteration == 0:
-            continue  # nothing converges in one step from the guess: do not pay for the test
-        converged = inside & (np.abs(step) <= _CONVERGED_STEP * s)
-        if straggling:
-            converged |= s_right - s_left <= 4.0 * _EPSILON * s
-        solved[position] = s
-        if np.count_nonzero(converged) == converged.size:
-            break
-        # The stragglers keep their order, so each objective's entries stay contiguous.
-        keep = ~converged
-        position, x, s, s_left, s_right = (a[keep] for a in (position, x, s, s_left, s_right))
-        objectives = objectives.compacted(keep)
-    result = np.empty_like(solved)
-    result[order] = solved
-    return result
-
-
-_MAX_ITERATIONS = 64
-# A step below this (relative) leaves an error of order its fourth power: machine precision and beyond.
-_CONVERGED_STEP = 1e-6
-_WORK_ROWS = 7 + 10 + 9  # ordered inputs, initial guess, Householder steps
-
-
-class _Objectives:
-    """Which entries iterate on which objective: [0, lower_end) on 1/ln b (deep out of the money),
-    [lower_end, direct_end) on b itself, [direct_end, n) on ln(b_max - b) (near the ceiling); and
-    what the steps need of beta and b_max, computed once."""
-
-    def __init__(self, lower_end: int, direct_end: int, beta: np.ndarray, b_max: np.ndarray) -> None:
-        self.lower_end, self.direct_end = lower_end, direct_end
-        self.beta, self.b_max = beta, b_max
-        self.vega_scale = _INV_SQRT_2PI * b_max
-        self.log_beta = np.log(beta[:lower_end])
-        self.room_at_root = b_max[direct_end:] - beta[direct_end:]
-
-    def compacted(self, keep: np.ndarray) -> _Objectives:
-        lower_end = int(np.count_nonzero(keep[: self.lower_end]))
-        direct_end = int(np.count_nonzero(keep[: self.direct_end]))
-        return _Objectives(lower_end, direct_end, self.beta[keep], self.b_max[keep])
-
-
-def _householder_step(x, s, s_left, s_right, objectives: _Objectives, work, straggling: bool, bisect_anyway: bool):
-    """One third-order Householder step for every entry: the new s, the step and whether it stayed
-    in the bracket [s_left, s_right] (else the new s bisects it). Stragglers also tighten the
-    bracket (in place) and, every third step, bisect regardless, so that every entry converges.
-    ``work`` rows hold the intermediates."""
-    beta, b_max = objectives.beta, objectives.b_max
-    h, t, h_plus_t, b, vega, h_over_s, halley, hh3, newton = work[:, : x.size]
-    np.divide(x, s, out=h)
-    np.multiply(s, 0.5, out=t)
-    np.add(h, t, out=h_plus_t)
-    ndtr(h_plus_t, out=b)
-    b *= b_max
-    np.subtract(h, t, out=t)
-    ndtr(t, out=t)
-    t /= b_max
-    b -= t  # e^{x/2} N(h + t) - e^{-x/2} N(h - t)
-    np.multiply(h_plus_t, h_plus_t, out=vega)
-    vega *= -0.5
-    np.exp(vega, out=vega)
-    vega *= objectives.vega_scale  # db/ds = e^{x/2} phi(h + t), as h t = x / 2
-    if straggling:
-        np.maximum(s_left, s, out=s_left, where=b < beta)
-        np.minimum(s_right, s, out=s_right, where=b > beta)
-    np.divide(h, s, out=h_over_s)
-    np.multiply(h, h_over_s, out=halley)
-    np.multiply(s, 0.25, out=t)
-    halley -= t  # b''/b' = x^2/s^3 - s/4
-    np.multiply(halley, halley, out=hh3)
-    h_over_s *= h_over_s
-    h_over_s *= 3.0
-    hh3 -= h_over_s
-    hh3 -= 0.25  # b'''/b' = (b''/b')^2 - 3 x^2/s^4 - 1/4
-    np.subtract(beta, b, out=newton)
-    newton /= vega
-    low, high = slice(0, objectives.lower_end), slice(objectives.direct_end, None)
-    if objectives.lower_end:
-        newton[low], halley[low], hh3[low] = _lower_objective(
-            b[low], vega[low], halley[low], hh3[low], objectives.log_beta
-        )
-    if objectives.direct_end < x.size:
-        newton[high], halley[high], hh3[high] = _upper_objective(
-            b[high], vega[high], halley[high], hh3[high], b_max[high], objectives.room_at_root
-        )
-    # step = newton (1 + halley newton / 2) / (1 + newton (halley + hh3 newton / 6)), in place
-    halley *= newton
-    hh3 *= newton
-    hh3 *= newton
-    hh3 *= 1.0 / 6.0
-    hh3 += halley
-    hh3 += 1.0
-    halley *= 0.5
-    halley += 1.0
-    newton *= halley
-    newton /= hh3
-    np.multiply(s, -0.5, out=t)
-    step = np.maximum(newton, t, out=newton)  # at most halve s
-    stepped = s + step
-    # Non-strict: a converged step can land on a bracket end it has just tightened to s itself.
-    inside = (stepped >= s_left) & (stepped <= s_right)
-    if straggling and bisect_anyway:
-        inside[:] = False
-    if np.count_nonzero(inside) < inside.size:
-        stepped = np.where(inside, stepped, _bisection(s_left, s_right))
-    return stepped, step, inside
-
-
-def _lower_objective(b, vega, halley, hh3, log_beta):
-    """Newton step, g''/g' and g'''/g' for g(s) = 1/ln b(s) - 1/ln beta, nearly linear in s where b
-    is tiny (deep out of the money)."""
-    log_b = np.log(b)
-    vega_over_b = vega / b
-    newton = (log_beta - log_b) * log_b / (log_beta * vega_over_b)
-    inverse_log = 1.0 / log_b
-    halley_shift = vega_over_b * (1.0 + 2.0 * inverse_log)
-    transformed_hh3 = (
-        hh3
-        + 2.0 * vega_over_b * vega_over_b * (1.0 + 3.0 * inverse_log * (1.0 + inverse_log))
-        - 3.0 * halley * halley_shift
-    )
-    return newton, halley - halley_shift, transformed_hh3
-
-
-def _upper_objective(b, vega, halley, hh3, b_max, room_at_root):
-    """The same for g(s) = ln((b_max - beta) / (b_max - b(s))), nearly linear near the ceiling."""
-    room = b_max - b
-    slope = vega / room
-    newton = -np.log(room_at_root / room) / slope
-    return newton, halley + slope, hh3 + slope * (2.0 * slope + 3.0 * halley)
-
-
-def _normalised_black(x, s, b_max):
-    """b(x, s) for x <= 0 (b_max = e^{x/2}). Directly from N: cheaper than Jäckel's erfcx forms, and
-    its rounding error in the far tails moves s by ~1e-16 relative / |x| only."""
-    h = x / s
-    t = 0.5 * s
-    return ndtr(h + t) * b_max - ndtr(h - t) / b_max
-
-
-def _initial_guess(x, beta, b_max, s_c, b_c, s_outer, b_outer, below_inflection, n_lower, n_middle, work):
-    """Jäckel's initial guess, with a bracket of the root, for entries ordered lower | middle | upper.
-
-    Each segment interpolates a rational cubic in beta between its ends: s itself in the middle
-    segments, and in the outer ones f_lower(s) or f_upper(s), whose inverses are explicit. One
-    interpolation serves all three segments (fewer NumPy calls on a chain-sized array). ``work``
-    has ten rows for the interpolation data and the bracket."""
-    low, middle, high = slice(0, n_lower), slice(n_lower, n_lower + n_middle), slice(n_lower + n_middle, None)
-    segments = []
-    if n_lower:
-        segments.append(_lower_map(x[low], s_outer[low], b_outer[low]))
-    if n_middle:
-        segments.append(
-            _middle_ends(
-                x[middle],
-                s_c[middle],
-                b_c[middle],
-                b_max[middle],
-                s_outer[middle],
-                b_outer[middle],
-                below_inflection[middle],
-            )
-        )
-    if x.size - n_lower - n_middle:
-        segments.append(_upper_map(x[high], b_max[high], s_outer[high], b_outer[high]))
-    # Ends (x_l, x_r) in beta, values and slopes there, the curvature to match at the end next to
-    # the inflection point, and whether that is the right end.
-    *data, fit_right = zip(*segments, strict=True)
-    x_l, x_r, y_l, y_r, d_l, d_r, curvature, s_left, s_right, width = work
-    for parts, row in zip(data, work, strict=False):
-        np.concatenate(parts, out=row)
-    fit_right = np.concatenate(fit_right)
-    np.subtract(x_r, x_l, out=width)
-    prefer_shape = np.ones(x.size, dtype=bool)
-    prefer_shape[middle] = False
-    control = _control(width, y_r - y_l, d_l, d_r, curvature, fit_right, prefer_shape)
-    s = _rational_cubic(beta, x_l, width, y_l, y_r, d_l, d_r, control)
-    s_left.fill(0.0)
-    s_right.fill(np.inf)
-    if n_lower:
-        s[low] = _inverse_lower_map(x[low], beta[low], s[low], x_r[low], y_r[low])
-        s_right[low] = s_outer[low]
-    s_left[middle], s_right[middle] = y_l[middle], y_r[middle]
-    if x.size - n_lower - n_middle:
-        f_high, b_high = y_l[high], x_l[high]
-        fraction = (beta[high] - b_high) / width[high]
-        # The quadratic through f(b_high), f(b_max) = 0 and f'(b_max) = -1/2 where the cubic fails.
-        fallback = (f_high * (1.0 - fraction) + 0.5 * width[high] * fraction) * (1.0 - fraction)
-        s[high] = -2.0 * ndtri(np.where(s[high] > 0, s[high], fallback))
-        s_left[high] = s_outer[high]
-    return s, s_left, s_right
-
-
-def _lower_map(x, s_low, b_low):
-    """Interpolation data below b_low = b(x, s_low), for f_lower = 2 pi |x| N(-z)^3 / sqrt(27)
-    with z = |x| / (sqrt(3) s), which is 0 at beta = 0 with slope 1."""
-    abs_x = -x
-    z = abs_x / (_SQRT_3 * s_low)
-    y = z * z
-    s2 = s_low * s_low
-    tail = ndtr(-z)
-    growth = np.exp(y + 0.125 * s2)
-    f_low = _TWO_PI_OVER_SQRT_27 * abs_x * tail * tail * tail
-    f_slope = (2.0 * math.pi) * y * tail * tail * growth
-    tail_over_density = (_SQRT_2PI * tail) * np.exp(0.5 * y)
-    f_curvature = (
-        ((math.pi / 6.0) * y / (s2 * s_low) * tail)
-        * (8.0 * _SQRT_3 * s_low * abs_x + (3.0 * s2 * (s2 - 8.0) - 8.0 * x * x) * tail_over_density)
-        * (growth * growth)
-    )
-    zeros, ones = np.zeros_like(x), np.ones_like(x)
-    return zeros, b_low, zeros, f_low, ones, f_slope, f_curvature, ones.astype(bool)
-
-
-def _inverse_lower_map(x, beta, f, b_low, f_low):
-    fraction = beta / b_low
-    # The quadratic through f(0) = 0, f'(0) = 1 and f(b_low) where the cubic fails.
-    f = np.where(f > 0, f, (f_low * fraction + b_low * (1.0 - fraction)) * fraction)
-    return x / (_SQRT_3 * ndtri(np.cbrt(f / (-_TWO_PI_OVER_SQRT_27 * x))))
-
-
-def _middle_ends(x, s_c, b_c, b_max, s_outer, b_outer, below_inflection):
-    """Interpolation data of s(beta) between b_low and b_c, or b_c and b_high, with the slopes
-    1/vega; s(beta) has an inflection at b_c, so its curvature there is 0."""
-    slope_c = _SQRT_2PI / b_max
-    outer_arg = x / s_outer + 0.5 * s_outer
-    slope_outer = slope_c * np.exp(0.5 * outer_arg * outer_arg)
-    b_left, b_right = np.where(below_inflection, b_outer, b_c), np.where(below_inflection, b_c, b_outer)
-    s_left, s_right = np.where(below_inflection, s_outer, s_c), np.where(below_inflection, s_c, s_outer)
-    slope_left = np.where(below_inflection, slope_outer, slope_c)
-    slope_right = np.where(below_inflection, slope_c, slope_outer)
-    return b_left, b_right, s_left, s_right, slope_left, slope_right, np.zeros_like(x), below_inflection
-
-
-def _upper_map(x, b_max, s_high, b_high):
-    """Interpolation data above b_high = b(x, s_high), for f_upper = N(-s/2), which is 0 at
-    beta = b_max with slope -1/2."""
-    f_high = ndtr(-0.5 * s_high)
-    w = (x / s_high) ** 2
-    f_slope = -0.5 * np.exp(0.5 * w)
-    f_curvature = _SQRT_PI_OVER_2 * np.exp(w + 0.125 * s_high * s_high) * w / s_high
-    zeros = np.zeros_like(x)
-    return b_high, b_max, f_high, zeros, f_slope, np.full_like(x, -0.5), f_curvature, zeros.astype(bool)
-
-
-_MINIMUM_CONTROL = -(1.0 - math.sqrt(_EPSILON))
-_MAXIMUM_CONTROL = 2.0 / (_EPSILON * _EPSILON)  # at or above this the rational cubic is linear
-
-
-def _rational_cubic(x, x_l, width, y_l, y_r, d_l, d_r, control):
-    """Delbourgo and Gregory's shape-preserving rational cubic through (x_l, y_l) and
-    (x_l + width, y_r) with slopes d_l and d_r; a large ``control`` makes it the straight line."""
-    t = (x - x_l) / width
-    u = 1.0 - t
-    numerator = (y_r * t + (control * y_r - width * d_r) * u) * (t * t)
-    numerator += ((control * y_l + width * d_l) * t + y_l * u) * (u * u)
-    linear = y_r * t + y_l * u
-    return np.where(control < _MAXIMUM_CONTROL, numerator / (1.0 + (control - 3.0) * (t * u)), linear)
-
-
-def _control(width, rise, d_l, d_r, curvature, fit_right, prefer_shape):
-    """The rational cubic's control parameter: the one matching ``curvature`` at the right end
-    (``fit_right``) or the left, raised where needed to the least that keeps the interpolant
-    monotonic and convex or concave where the data are (Delbourgo and Gregory 1985, (3.8) and
-    (3.18)); with ``prefer_shape``, data that are monotonic but neither get a straight line."""
-    secant = rise / width
-    right_gap, left_gap, spread = d_r - secant, secant - d_l, d_r - d_l
-    # x / 0 gives +-inf, and anything at or above the maximum makes a straight line.
-    fitted = (0.5 * width * curvature + spread) / np.where(fit_right, right_gap, left_gap)
-    monotonic = (d_l * secant >= 0) & (d_r * secant >= 0)
-    r1 = np.where(monotonic, (d_r + d_l) / secant, -np.inf)
-    r2 = np.maximum(np.abs(spread / right_gap), np.abs(spread / left_gap))
-    r2 = np.where(left_gap * right_gap >= 0, r2, np.where(monotonic & prefer_shape, np.inf, -np.inf))
-    return np.maximum(np.maximum(fitted, _MINIMUM_CONTROL), np.maximum(r1, r2))
-
-
-def _bisection(s_left, s_right):
-    """The middle of the bracket; doubling the lower end while it has no upper end."""
-    return np.where(s_right < np.inf, 0.5 * (s_left + s_right), 2.0 * s_left)
-
-
 def _broadcast(function: str, **arguments: ArrayLike) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
     """The arguments as arrays that broadcast together; a mismatch raises ValueError naming them."""
     arrays = {name: np.asarray(value, dtype=None if name == "is_call" else float) for name, value in arguments.items()}
     if arrays["is_call"].dtype.kind not in "biu":
         raise TypeError(f"{function}: is_call must be boolean (True for calls), got dtype {arrays['is_call'].dtype}")
     arrays["is_call"] = arrays["is_call"].astype(bool, copy=False)
+    shapes = {array.shape for array in arrays.values()} - {()}
+    if len(shapes) <= 1:  # scalars and arrays of one shape, the common case, decided cheaply
+        return arrays, shapes.pop() if shapes else ()
     try:
         shape = np.broadcast(*arrays.values()).shape
     except ValueError:
@@ -673,7 +345,7 @@ def _broadcast_arguments(function: str, **arguments: ArrayLike) -> _Arguments:
 
 def _flat(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A 0-d array as it is (it broadcasts), anything else as flat values of the broadcast shape."""
-    if array.ndim == 0:
+    if array.ndim == 0 or (array.ndim == 1 and array.shape == shape):
         return array
     return array.reshape(-1) if array.shape == shape else np.broadcast_to(array, shape).reshape(-1)
 
