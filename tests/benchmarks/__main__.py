@@ -122,6 +122,27 @@ def instrument_rows(results: list[dict]) -> list[tuple]:
                 "< 500 ms",
                 "-",
             ),
+            (
+                f"API GET /api/v1/instruments/ at {MASTER_ROWS:,} rows, first page",
+                backend,
+                f"{result['api_list_ms']:.0f} ms (COUNT {result['api_count_ms']:.0f} ms)",
+                "< 100 ms",
+                f"{result['api_naive_list_ms']:.0f} ms: plain ModelSerializer over Instrument.objects.all()",
+            ),
+            *(
+                (
+                    f"API instruments ?{result[f'api_{name}_query']}",
+                    backend,
+                    f"{result[f'api_{name}_ms']:.0f} ms",
+                    "< 100 ms",
+                    f"{result[f'api_naive_{name}_ms']:.0f} ms: the plain endpoint, {naive}",
+                )
+                for name, naive in (
+                    ("filtered", "exact filters"),
+                    ("type_filtered", "exact filters"),
+                    ("search", "DRF SearchFilter (icontains)"),
+                )
+            ),
         ]
     return rows
 

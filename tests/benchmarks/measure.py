@@ -25,6 +25,7 @@ from django.test import Client  # noqa: E402
 from instruments import services  # noqa: E402
 from instruments.master import parse_master  # noqa: E402
 from instruments.models import Instrument  # noqa: E402
+from tests.benchmarks.api import measure_instrument_api  # noqa: E402
 from trading_site import clock  # noqa: E402
 
 REFERENCE_ROWS = 20_000
@@ -83,6 +84,12 @@ def main(master_path: str) -> None:
     large_ms = admin_list_ms(client)
     search_ms = admin_list_ms(client, "?q=STOCK01")
 
+    # The REST API as an ordinary user (no staff rights), beside a naive endpoint on the same rows.
+    api_user = get_user_model().objects.create_user("bench-api", password="bench-password")
+    api_client = Client()
+    api_client.force_login(api_user)
+    api_figures = measure_instrument_api(api_client)
+
     keep = list(Instrument.objects.order_by("pk").values_list("pk", flat=True)[:ADMIN_SMALL_ROWS])
     Instrument.objects.exclude(pk__in=keep).delete()
     small_ms = admin_list_ms(client)
@@ -100,6 +107,7 @@ def main(master_path: str) -> None:
                 "admin_search_ms": search_ms,
                 "admin_list_small_ms": small_ms,
                 "admin_small_rows": ADMIN_SMALL_ROWS,
+                **api_figures,
             }
         )
     )
