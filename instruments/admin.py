@@ -67,7 +67,8 @@ class InstrumentAdmin(admin.ModelAdmin):
         term = search_term.strip().upper()
         if not term:
             return queryset, False
-        if term.isdigit():
+        # isascii: int() refuses digits such as "²" that str.isdigit accepts.
+        if term.isascii() and term.isdigit():
             return queryset.filter(instrument_token=int(term)), False
         return queryset.filter(Q(tradingsymbol__startswith=term) | Q(name__startswith=term)), False
 

@@ -63,6 +63,9 @@ def test_search_ignores_case_and_finds_a_token(client, staff):
     instrument = Instrument.objects.get(tradingsymbol="STOCK000126NOV24FUT")
     by_token = client.get(f"/admin/instruments/instrument/?q={instrument.instrument_token}").context["cl"]
     assert list(by_token.queryset) == [instrument]
+    # Unicode digits are not a token (int() would refuse them): a prefix search that finds nothing.
+    superscript = client.get("/admin/instruments/instrument/?q=²")
+    assert superscript.status_code == 200 and superscript.context["cl"].result_count == 0
 
 
 def test_instruments_filter_by_exchange_and_type(client, staff):

@@ -64,3 +64,21 @@ def test_the_schema_is_openapi_3_and_the_docs_page_loads_nothing_from_a_cdn(clie
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower() and "https://" not in html
     assert client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
+
+
+def test_an_unknown_api_url_is_a_json_404_and_a_page_url_stays_html(api, client, alice):
+    api.force_authenticate(alice)
+    missing = api.get("/api/v1/no-such-thing/")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not found.", "code": "not_found"}
+    client.force_login(alice)
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+def test_a_nul_in_the_credentials_is_a_400_and_the_schema_says_so(api, client):
+    refused = api.post("/api/v1/auth/token/", {"username": "al\x00ice", "password": "x"}, format="json")
+    assert refused.status_code == 400 and "username" in refused.json()["errors"]
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    username = schema["components"]["schemas"]["TokenRequestRequest"]["properties"]["username"]
+    assert username["pattern"] == "^[^\\u0000]*$"  # ECMA regex, as the schema converts it

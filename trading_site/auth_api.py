@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from knox.auth import TokenAuthentication
@@ -28,9 +29,15 @@ ERROR_RESPONSE = inline_serializer(
 )
 
 
+# DRF refuses NUL characters in text (PostgreSQL cannot store them); the pattern puts that in the schema.
+_NO_NUL = RegexValidator(r"^[^\x00]*$", "Null characters are not allowed.")
+
+
 class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+    username = serializers.CharField(max_length=150, validators=[_NO_NUL])
+    password = serializers.CharField(
+        max_length=128, trim_whitespace=False, style={"input_type": "password"}, validators=[_NO_NUL]
+    )
 
     def validate(self, attrs: dict) -> dict:
         user = authenticate(self.context["request"], username=attrs["username"], password=attrs["password"])

@@ -8,6 +8,9 @@ from instruments.api_urls import urlpatterns as instrument_api
 from marketdata.api_urls import urlpatterns as marketdata_api
 from trading_site.auth_api import AuthTokenView, exempt_from_login_page
 
+handler404 = "trading_site.api.not_found"
+handler500 = "trading_site.api.server_error"
+
 admin.site.site_header = "Options desk administration"
 admin.site.site_title = "Options desk"
 
