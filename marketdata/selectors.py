@@ -8,11 +8,14 @@ from collections.abc import Iterable
 
 import redis
 from django.conf import settings
+from django.db.models import Max, Min, QuerySet, Sum
+from django.db.models.functions import TruncDate
 
 from instruments.models import Instrument, Underlying
+from marketdata import candles as candle_maths
 from marketdata.feed.universe import ChainContract, UnderlyingUniverse
 from marketdata.groups import FEED_STATUS_KEY, chain_key, tick_key
-from marketdata.models import ChainSnapshot, Tick
+from marketdata.models import Bar, ChainSnapshot, Tick
 from trading_site import clock
 
 
@@ -200,3 +203,100 @@ def ticks_for_replay(day: dt.date) -> list[dict]:
             }
         )
     return ticks
+
+
+# ---------------------------------------------------------------------------
+# Reads for the REST API (marketdata.apis)
+# ---------------------------------------------------------------------------
+
+
+def candles(*, token: int, interval: str, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """One instrument's candles of a Kite interval over bars starting in [start, end), oldest first.
+
+    Intraday intervals come from one pass over the 1-minute bars (about 6 µs a bar on PostgreSQL,
+    fetching included: 60 days of 375 bars in 0.15 s). Day candles are grouped by the database,
+    which is some five times faster there (400 days of 1-minute bars in 0.1 s).
+    """
+    if interval == "day":
+        return _day_candles(token=token, start=start, end=end)
+    rows = (
+        Bar.objects.filter(instrument_token=token, start__gte=start, start__lt=end)
+        .order_by("start")
+        .values_list("start", "open", "high", "low", "close", "volume", "oi")
+    )
+    bars = (
+        (int(at.timestamp()), float(o), float(h), float(lo), float(c), volume, oi)
+        for at, o, h, lo, c, volume, oi in rows.iterator(chunk_size=10_000)
+    )
+    return candle_maths.aggregate(bars, interval)
+
+
+def _day_candles(*, token: int, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    bars = Bar.objects.filter(instrument_token=token, start__gte=start, start__lt=end)
+    days = list(
+        bars.annotate(day=TruncDate("start", tzinfo=clock.IST))
+        .values("day")
+        .annotate(high=Max("high"), low=Min("low"), volume=Sum("volume"), first=Min("start"), last=Max("start"))
+        .order_by("day")
+    )
+    # Open, close and OI are the first and last bars' own: fetched by their (unique) start.
+    edges = {
+        at: (open_, close, oi)
+        for at, open_, close, oi in bars.filter(start__in=[d["first"] for d in days] + [d["last"] for d in days])
+        .order_by()
+        .values_list("start", "open", "close", "oi")
+    }
+    return [
+        {
+            "date": dt.datetime.combine(day["day"], dt.time(0, 0), tzinfo=clock.IST).isoformat(),
+            "open": float(edges[day["first"]][0]),
+            "high": float(day["high"]),
+            "low": float(day["low"]),
+            "close": float(edges[day["last"]][1]),
+            "volume": int(day["volume"]),
+            "oi": edges[day["last"]][2],
+        }
+        for day in days
+    ]
+
+
+def stored_ticks(*, token: int, start: dt.datetime, end: dt.datetime | None = None) -> QuerySet[Tick]:
+    """One instrument's stored ticks with start <= exchange time < end (open-ended without end)."""
+    ticks = Tick.objects.filter(instrument_token=token, exchange_timestamp__gte=start)
+    return ticks.filter(exchange_timestamp__lt=end) if end is not None else ticks
+
+
+def underlying_by_symbol(symbol: str) -> Underlying | None:
+    """The underlying named `symbol`, in any case (nifty is NIFTY)."""
+    return Underlying.objects.filter(symbol__iexact=symbol).first()
+
+
+def nearest_option_expiry(*, underlying: Underlying, today: dt.date | None = None) -> dt.date | None:
+    """The underlying's nearest option expiry on or after today: the first chain the feed streams."""
+    return (
+        Instrument.objects.active()
+        .for_underlying(underlying)
+        .options()
+        .expiring_from(today or clock.today())
+        .order_by("expiry")
+        .values_list("expiry", flat=True)
+        .first()
+    )
+
+
+def chain_snapshots(
+    *, symbol: str, expiry: dt.date, start: dt.datetime, end: dt.datetime, with_strikes: bool = False
+) -> QuerySet[ChainSnapshot]:
+    """chain_history, with each snapshot's whole summary and per-strike rows when `with_strikes`."""
+    series = chain_history(symbol=symbol, expiry=expiry, start=start, end=end)
+    return series.defer(None) if with_strikes else series
+
+
+def pricing_rates(symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """Risk-free rate and dividend yield (continuous, fractions) of each named underlying, keyed
+    by the symbol in upper case; names that are no underlying are left out."""
+    wanted = {symbol.upper() for symbol in symbols}
+    if not wanted:
+        return {}
+    rows = Underlying.objects.filter(symbol__in=wanted).values_list("symbol", "risk_free_rate", "dividend_yield")
+    return {symbol.upper(): (float(rate), float(dividend)) for symbol, rate, dividend in rows}

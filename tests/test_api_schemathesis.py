@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from knox.models import AuthToken
 
+from instruments.models import BrokerAccount
+
 from tests.daphne import running_daphne
 from tests.market_data import load_demo_market, stream_simulated_market
 
@@ -33,6 +35,11 @@ def streamed_market(transactional_db, settings, tmp_path):
 
 def test_every_operation_answers_as_its_schema_says(streamed_market, subprocess_env, alice, tmp_path):
     _, token = AuthToken.objects.create(alice)
+    account = BrokerAccount.objects.create(user=alice, label="Paper", kind=BrokerAccount.Kind.PAPER)
+    # Ids cannot be guessed from the schema: give the detail operation Alice's own account.
+    (tmp_path / "schemathesis.toml").write_text(
+        f'[[operations]]\ninclude-operation-id = "accounts_retrieve"\nparameters = {{ account_id = {account.pk} }}\n'
+    )
     # Throttling is tested on its own; here it would only turn generated requests into 429s.
     env = {**subprocess_env, "API_THROTTLE_USER": "1000000/min", "API_THROTTLE_ANON": "1000000/min"}
     with running_daphne(env) as base:
