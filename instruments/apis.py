@@ -19,45 +19,15 @@ from instruments.serializers import (
     BrokerAccountSerializer,
     InstrumentFilter,
     InstrumentSerializer,
-    PageParamsSerializer,
     UnderlyingFilter,
     UnderlyingSerializer,
 )
 from trading_site import clock
-from trading_site.api import PagePagination
 from trading_site.auth_api import ERROR_RESPONSE
-
 
 # ---------------------------------------------------------------------------
 # Shared by the endpoints
 # ---------------------------------------------------------------------------
-class CheckedPagePagination(PagePagination):
-    """PagePagination whose bad `page` or `page_size` is a 400 naming it: DRF would silently use
-    the default size for `page_size=abc` or clamp `page_size=100000`, and answer `page=0` with 404.
-    A page past the last one is still a 404."""
-
-    last_page_strings = ()  # the schema promises an integer page
-
-    def get_page_size(self, request: Request) -> int:
-        # A plain dict, not the QueryDict: DRF reads an empty form value (`page=`) as "not given".
-        given = {name: request.query_params[name] for name in ("page", "page_size") if name in request.query_params}
-        params = PageParamsSerializer(data=given)
-        params.is_valid(raise_exception=True)
-        self.requested_page = params.validated_data.get("page", 1)
-        return params.validated_data.get("page_size", self.page_size)
-
-    def get_page_number(self, request: Request, paginator) -> int:
-        return self.requested_page
-
-    def get_schema_operation_parameters(self, view) -> list[dict]:
-        parameters = {parameter["name"]: parameter for parameter in super().get_schema_operation_parameters(view)}
-        parameters[self.page_query_param]["schema"]["minimum"] = 1
-        page_size = parameters[self.page_size_query_param]
-        page_size["schema"].update(minimum=1, maximum=self.max_page_size)
-        page_size["description"] = f"Results per page: {self.page_size} unless given, at most {self.max_page_size}."
-        return list(parameters.values())
-
-
 NOT_AUTHENTICATED = OpenApiResponse(ERROR_RESPONSE, description="No session and no valid token.")
 LIST_ERRORS = {
     400: OpenApiResponse(ERROR_RESPONSE, description="A bad parameter; `errors` names each one."),
@@ -110,7 +80,6 @@ NIFTY_CALL = {
 class InstrumentListAPI(generics.ListAPIView):
     serializer_class = InstrumentSerializer
     filterset_class = InstrumentFilter
-    pagination_class = CheckedPagePagination
 
     def get_queryset(self):
         return selectors.instrument_list()
@@ -167,7 +136,6 @@ NIFTY_UNDERLYING = {
 class UnderlyingListAPI(generics.ListAPIView):
     serializer_class = UnderlyingSerializer
     filterset_class = UnderlyingFilter
-    pagination_class = CheckedPagePagination
 
     def get_queryset(self):
         return selectors.underlying_list()
@@ -224,7 +192,6 @@ KITE_ACCOUNT = {
 )
 class BrokerAccountListAPI(generics.ListAPIView):
     serializer_class = BrokerAccountSerializer
-    pagination_class = CheckedPagePagination
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is built without a user

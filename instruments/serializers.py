@@ -14,7 +14,6 @@ from rest_framework import serializers
 
 from instruments import selectors
 from instruments.models import BrokerAccount, Instrument, Underlying
-from trading_site.api import PagePagination
 
 
 class InstrumentSerializer(serializers.ModelSerializer):
@@ -121,11 +120,6 @@ class BrokerAccountSerializer(serializers.ModelSerializer):
             "created_at",
         )
         read_only_fields = fields
-
-
-class PageParamsSerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, required=False)
-    page_size = serializers.IntegerField(min_value=1, max_value=PagePagination.max_page_size, required=False)
 
 
 # ---------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 the Greeks calculator are in option_apis). Thin: parameters are validated by serializers, data read
 by selectors.
 
-Live values are kept in Redis. When it does not answer, these endpoints say so with a 503 and code
-`unavailable` rather than fail with a 500: so do the rate limits, which count requests in Redis.
+Live values are kept in Redis. When it does not answer, these endpoints (like every endpoint whose
+rate limit counts requests there) answer 503 with code `unavailable` (trading_site.api), never a 500.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import redis
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics
@@ -39,27 +38,6 @@ from trading_site.api import TimeCursorPagination
 from trading_site.auth_api import ERROR_RESPONSE
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 5
-
-
-class LiveDataUnavailable(exceptions.APIException):
-    status_code = 503
-    default_detail = _("The live market data store (Redis) is not answering. Try again shortly.")
-    default_code = "unavailable"
-
-
-class RedisDownIs503:
-    """A view mixin: a Redis error (refused, timed out) becomes a 503 with a Retry-After header."""
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, redis.RedisError):
-            log.warning("%s: Redis error: %s", type(self).__name__, exc)
-            response = super().handle_exception(LiveDataUnavailable())
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        return super().handle_exception(exc)
-
 
 UNAVAILABLE = OpenApiResponse(ERROR_RESPONSE, description="Redis, which holds the live data, is not answering.")
 TOKEN_PATH = OpenApiParameter(
@@ -150,7 +128,7 @@ OPTION_QUOTE = {
 }
 
 
-class QuotesAPI(RedisDownIs503, APIView):
+class QuotesAPI(APIView):
     @extend_schema(
         operation_id="quotes",
         summary="Latest quotes of up to 500 instruments",
@@ -204,7 +182,7 @@ class QuotesAPI(RedisDownIs503, APIView):
         return Response({str(quote["instrument_token"]): quote for quote in quotes})
 
 
-class InstrumentBarsAPI(RedisDownIs503, APIView):
+class InstrumentBarsAPI(APIView):
     @extend_schema(
         operation_id="instrument_bars",
         summary="Candles of an instrument",
@@ -298,7 +276,7 @@ class InstrumentBarsAPI(RedisDownIs503, APIView):
         },
     )
 )
-class InstrumentTicksAPI(RedisDownIs503, generics.ListAPIView):
+class InstrumentTicksAPI(generics.ListAPIView):
     serializer_class = StoredTickSerializer
     pagination_class = StrictTimeCursorPagination
     filter_backends: list = []
@@ -312,7 +290,7 @@ class InstrumentTicksAPI(RedisDownIs503, generics.ListAPIView):
         )
 
 
-class FeedStatusAPI(RedisDownIs503, APIView):
+class FeedStatusAPI(APIView):
     NOT_RUNNING = {
         "state": "not_running",
         "detail": "No feed has reported in the last 10 seconds. Start one with `python manage.py run_feed`.",

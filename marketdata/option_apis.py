@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from instruments.models import Underlying
 from marketdata import greeks_calculator, selectors
-from marketdata.apis import UNAVAILABLE, RedisDownIs503, next_page_url
+from marketdata.apis import UNAVAILABLE, next_page_url
 from marketdata.chain_serializers import (
     ChainAnalyticsSerializer,
     ChainHistoryQuerySerializer,
@@ -64,7 +64,7 @@ class ChainLookup:
         return underlying, expiry
 
 
-class ChainAPI(RedisDownIs503, ChainLookup, APIView):
+class ChainAPI(ChainLookup, APIView):
     @extend_schema(
         operation_id="chain_latest",
         summary="The latest figures of an option chain",
@@ -116,7 +116,7 @@ class ChainAPI(RedisDownIs503, ChainLookup, APIView):
         return Response(analytics)
 
 
-class ChainHistoryAPI(RedisDownIs503, ChainLookup, APIView):
+class ChainHistoryAPI(ChainLookup, APIView):
     @extend_schema(
         operation_id="chain_history",
         summary="An option chain's stored history",
@@ -196,7 +196,7 @@ class ChainHistoryAPI(RedisDownIs503, ChainLookup, APIView):
         )
 
 
-class GreeksAPI(RedisDownIs503, APIView):
+class GreeksAPI(APIView):
     @extend_schema(
         operation_id="greeks_calculate",
         summary="Greeks calculator",

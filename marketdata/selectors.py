@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable
 
@@ -68,7 +69,14 @@ def _contract(instrument: Instrument) -> ChainContract:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return redis_client(settings.REDIS_URL)
+
+
+@functools.lru_cache(maxsize=4)
+def redis_client(url: str) -> redis.Redis:
+    """One client (and connection pool) per Redis URL per process, not a new connection per read.
+    redis-py's pool notices a fork and starts afresh in the child (Celery's prefork workers)."""
+    return redis.Redis.from_url(url, socket_timeout=2)
 
 
 def latest_ticks(tokens: Iterable[int]) -> dict[int, dict]:

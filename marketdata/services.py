@@ -257,4 +257,4 @@ def _reference_oi(
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return selectors.redis_client(settings.REDIS_URL)

@@ -166,8 +166,11 @@ def test_redis_down_is_a_503_saying_so_never_a_500(api, settings):
 def test_a_rate_limit_store_that_is_down_is_a_503_too(api, settings):
     """Throttling counts requests in the Redis cache: its failure must not become a 500 either."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CLOSED_PORT}}
-    response = api.get(f"/api/v1/instruments/{OPTION}/bars/")
-    assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    # Every endpoint, not only the live-data ones: the instruments' come from the database.
+    for url in (f"/api/v1/instruments/{OPTION}/bars/", "/api/v1/instruments/", "/api/v1/accounts/"):
+        response = api.get(url)
+        assert response.status_code == 503 and response.json()["code"] == "unavailable", url
+        assert response["Retry-After"] == "5"
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import pytest
 from knox.models import AuthToken
 
 from instruments.models import BrokerAccount
-
 from tests.daphne import running_daphne
 from tests.market_data import load_demo_market, stream_simulated_market
 
