@@ -17,6 +17,7 @@ from trading_site.env import (
     env_bool,
     env_int,
     env_list,
+    env_rate,
     env_str,
     env_url,
     fernet_keys,
@@ -397,3 +398,11 @@ def test_a_missing_env_file_is_fine(tmp_path):
     from trading_site.env import load_env_file
 
     load_env_file(tmp_path / "absent.env")  # a server sets its environment itself
+
+
+def test_a_rate_limit_must_be_a_count_per_period(monkeypatch):
+    monkeypatch.setenv("API_THROTTLE_USER", "600/min")
+    assert env_rate("API_THROTTLE_USER", "1/s") == "600/min"
+    monkeypatch.setenv("API_THROTTLE_USER", "lots")
+    with pytest.raises(ImproperlyConfigured, match="API_THROTTLE_USER='lots' must be a count per period"):
+        env_rate("API_THROTTLE_USER", "1/s")
