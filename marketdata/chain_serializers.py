@@ -167,18 +167,7 @@ class ChainAnalyticsSerializer(serializers.Serializer):
 class ChainSnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = ChainSnapshot
-        fields = (
-            "taken_at",
-            "spot",
-            "future",
-            "atm_strike",
-            "atm_iv",
-            "pcr_oi",
-            "pcr_volume",
-            "max_pain",
-            "total_gex",
-            "gamma_flip",
-        )
+        fields = ("taken_at", *ChainSnapshot.HEADLINE_FIELDS)
         extra_kwargs = {"taken_at": {"help_text": "Start of the minute (CHAIN_SNAPSHOT_SECONDS) it stands for."}}
 
 

@@ -110,6 +110,19 @@ class ChainSnapshot(models.Model):
     summary = models.JSONField(default=dict)
     strikes = models.JSONField(default=list)
 
+    # The figures with columns of their own, named as in the analytics' summary.
+    HEADLINE_FIELDS = (
+        "spot",
+        "future",
+        "atm_strike",
+        "atm_iv",
+        "pcr_oi",
+        "pcr_volume",
+        "max_pain",
+        "total_gex",
+        "gamma_flip",
+    )
+
     class Meta:
         ordering = ["underlying", "expiry", "taken_at"]
         constraints = [

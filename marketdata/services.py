@@ -139,25 +139,12 @@ def chain_snapshot_store(*, symbol: str, expiry: dt.date, taken_at: dt.datetime,
         expiry=expiry,
         taken_at=taken_at,
         defaults={
-            **{field: summary.get(field) for field in _SNAPSHOT_FIELDS},
+            **{field: summary.get(field) for field in ChainSnapshot.HEADLINE_FIELDS},
             "summary": summary,
             "strikes": analytics["strikes"],
         },
     )
     return snapshot
-
-
-_SNAPSHOT_FIELDS = (
-    "spot",
-    "future",
-    "atm_strike",
-    "atm_iv",
-    "pcr_oi",
-    "pcr_volume",
-    "max_pain",
-    "total_gex",
-    "gamma_flip",
-)
 
 
 def _chain_quotes(

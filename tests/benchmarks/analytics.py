@@ -12,25 +12,19 @@
   marketdata.analytics.chain passes them; prices on the 0.05 tick, some of them without a
   volatility), the array size a chain page refresh computes.
 
-Timing as in parse.py: each side in runs of at least RUN_SECONDS, the sides' runs interleaved,
+Timing by parse.best_seconds: each side in runs of at least 0.1 s, the sides' runs interleaved,
 best run kept. The process is pinned to one CPU and uses no threads.
 `python -m tests.benchmarks.analytics` prints the figures as one JSON line.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from collections.abc import Callable
-
 import numpy as np
 
 from marketdata.analytics import black_scholes
 from tests.benchmarks import baselines
+from tests.benchmarks.parse import best_seconds
 
-RUNS = 7
-RUN_SECONDS = 0.1
 IMPLIED_VOL_OPTIONS = 10_000
 GREEKS_OPTIONS = 1_000_000
 CHAIN_STRIKES = 200
@@ -132,34 +126,3 @@ def quoted_options(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
     keep = np.flatnonzero(premium - intrinsic >= TICK)[:n]
     assert keep.size == n, "the candidate set is too small"
     return premium[keep], K[keep], T[keep], sigma[keep], is_call[keep]
-
-
-def best_seconds(*actions: Callable[[], object]) -> list[float]:
-    """Each action's best time per call, over RUNS interleaved runs lasting RUN_SECONDS or more."""
-    calls = [calls_per_run(action) for action in actions]
-    best = [float("inf")] * len(actions)
-    for _ in range(RUNS):
-        for index, action in enumerate(actions):
-            best[index] = min(best[index], timed(action, calls[index]) / calls[index])
-    return best
-
-
-def calls_per_run(action: Callable[[], object]) -> int:
-    action()  # warm caches
-    calls = 1
-    while timed(action, calls) < RUN_SECONDS:
-        calls *= 2
-    return calls
-
-
-def timed(action: Callable[[], object], calls: int) -> float:
-    started = time.perf_counter()
-    for _ in range(calls):
-        action()
-    return time.perf_counter() - started
-
-
-if __name__ == "__main__":
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(json.dumps(measure_analytics()))
