@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import redis
@@ -17,11 +18,13 @@ from django.db import transaction
 
 from instruments.models import Underlying
 from marketdata import selectors
-from marketdata.analytics.chain import ChainQuotes, SideQuotes, compute_chain
 from marketdata.feed.bars import ClosedBars
 from marketdata.groups import CHAIN_ANALYTICS_MESSAGE, chain_group, chain_key
 from marketdata.models import Bar, ChainSnapshot
 from trading_site import clock
+
+if TYPE_CHECKING:
+    from marketdata.analytics.chain import ChainQuotes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,9 @@ def chain_refresh(*, symbol: str, expiry: dt.date) -> dict | None:
     CHAIN_SNAPSHOT_SECONDS interval. Returns the figures (None when the feed never streamed the
     chain). Safe to run twice for the same moment: it computes the same figures again.
     """
+    # Imported here: the feed imports this module for bars_store, and must not carry SciPy (~15 MB).
+    from marketdata.analytics.chain import compute_chain
+
     client = _redis()
     # From here on a new change may queue the next refresh: this one may not see it.
     client.delete(chain_key(symbol, expiry, "pending"))
@@ -151,6 +157,8 @@ def _chain_quotes(
     layout: dict, ticks: dict[int, dict], reference_oi: dict[int, float], *, expiry: dt.date, as_of: dt.datetime
 ) -> tuple[ChainQuotes, dict]:
     """The chain's arrays per strike from the latest ticks; NaN where a contract or quote is missing."""
+    from marketdata.analytics.chain import ChainQuotes, SideQuotes
+
     strikes = np.unique(np.array([float(c[3]) for c in layout["contracts"]]))
     index = {strike: i for i, strike in enumerate(strikes.tolist())}
     sides = {kind: {name: np.full(strikes.size, np.nan) for name in _SIDE_FIELDS} for kind in ("CE", "PE")}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import requests
+from django.core.cache import cache
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from tests.daphne import running_daphne
 
 
 @pytest.fixture
@@ -82,3 +86,24 @@ def test_a_nul_in_the_credentials_is_a_400_and_the_schema_says_so(api, client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     username = schema["components"]["schemas"]["TokenRequestRequest"]["properties"]["username"]
     assert username["pattern"] == "^[^\\u0000]*$"  # ECMA regex, as the schema converts it
+
+
+def test_requests_over_the_configured_rates_get_429_saying_when_to_retry(subprocess_env, alice):
+    """The rates come from the environment, as on a server: a user's, and the anonymous token
+    requests' (password guessing), each counted per user or per address in Redis."""
+    cache.clear()
+    _, token = AuthToken.objects.create(alice)
+    env = {**subprocess_env, "API_THROTTLE_USER": "3/min", "API_THROTTLE_ANON": "2/min"}
+    with running_daphne(env) as base:
+        signed_in = {"Authorization": f"Token {token}"}
+        statuses = [requests.get(f"{base}/api/v1/underlyings/", headers=signed_in, timeout=10) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        refused = statuses[-1].json()
+        assert refused["code"] == "throttled" and 0 < refused["retry_after_seconds"] <= 60
+        assert 0 < int(statuses[-1].headers["Retry-After"]) <= 60
+
+        guesses = [
+            requests.post(f"{base}/api/v1/auth/token/", json={"username": "alice", "password": "guess"}, timeout=10)
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in guesses] == [401, 401, 429]

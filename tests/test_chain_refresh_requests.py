@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -25,7 +29,7 @@ WEEKLY, MONTHLY = dt.date(2026, 11, 24), dt.date(2026, 11, 26)
 SPOT, FUTURE = 256265, 999
 AT = dt.datetime(2026, 11, 23, 10, 15, tzinfo=IST)
 
-pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def option(strike: int, kind: str, expiry: dt.date) -> ChainContract:
@@ -87,6 +91,7 @@ def refresher_for(redis_client, requests: Requests, refresh_ms: int = 200) -> Ch
     return refresher
 
 
+@pytest.mark.asyncio
 async def test_an_option_tick_asks_for_its_own_chain_only_and_spot_asks_for_every_chain(redis_client):
     requests = Requests()
     refresher = refresher_for(redis_client, requests)
@@ -104,6 +109,7 @@ async def test_an_option_tick_asks_for_its_own_chain_only_and_spot_asks_for_ever
     assert sorted(requests.made[1:]) == [("NIFTY", WEEKLY), ("NIFTY", MONTHLY)]
 
 
+@pytest.mark.asyncio
 async def test_a_chain_is_asked_for_at_most_once_per_interval_and_a_later_change_is_not_lost(redis_client):
     requests = Requests()
     refresher = refresher_for(redis_client, requests, refresh_ms=300)
@@ -125,6 +131,7 @@ async def test_a_chain_is_asked_for_at_most_once_per_interval_and_a_later_change
     assert len(requests.made) == 2  # and nothing more without a change
 
 
+@pytest.mark.asyncio
 async def test_no_second_refresh_is_queued_while_the_first_is_still_waiting(redis_client):
     requests = Requests()
     refresher = refresher_for(redis_client, requests, refresh_ms=50)
@@ -147,6 +154,7 @@ async def test_no_second_refresh_is_queued_while_the_first_is_still_waiting(redi
     assert requests.made == [("NIFTY", WEEKLY)] * 2
 
 
+@pytest.mark.asyncio
 async def test_a_failed_request_clears_its_marker_and_is_tried_again(redis_client):
     attempts = []
 
@@ -165,6 +173,7 @@ async def test_a_failed_request_clears_its_marker_and_is_tried_again(redis_clien
     assert attempts == [WEEKLY, WEEKLY] and refresher.requests_sent == 1
 
 
+@pytest.mark.asyncio
 async def test_each_chains_layout_lists_the_streamed_contracts_spot_and_future(redis_client):
     refresher = refresher_for(redis_client, Requests())
     await refresher.run_once()
@@ -187,6 +196,7 @@ async def test_each_chains_layout_lists_the_streamed_contracts_spot_and_future(r
     assert sorted({c[3] for c in weekly["contracts"]}) == [26_050.0, 26_100.0]
 
 
+@pytest.mark.asyncio
 async def test_the_chains_new_ticks_are_in_redis_before_its_refresh_is_asked_for(redis_client):
     """The task reads Redis: it must see the tick that asked for it, not wait for a conflation round."""
     seen = []
@@ -203,3 +213,27 @@ async def test_the_chains_new_ticks_are_in_redis_before_its_refresh_is_asked_for
     await refresher.run_once()
     assert seen == [123.45]
     reader.close()
+
+
+def test_the_feed_process_never_loads_the_analytics_or_the_web_stack():
+    """run_feed sends refresh_chain by name and skips Django's checks (which import the URLconf):
+    either would bring the analytics and SciPy (~30 MB) into the feed's process."""
+    from marketdata.management.commands.run_feed import REFRESH_CHAIN_TASK
+    from marketdata.tasks import refresh_chain
+
+    assert refresh_chain.name == REFRESH_CHAIN_TASK
+    # The command as manage.py runs it, up to its first argument check (checks run before it).
+    probe = (
+        "import sys, django; django.setup()\n"
+        "from django.core.management import ManagementUtility\n"
+        "try:\n"
+        "    ManagementUtility(['manage.py', 'run_feed', '--speed', '-1']).execute()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('scipy', 'marketdata.analytics.chain', 'marketdata.tasks', 'trading_site.urls')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "trading_site.settings"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert "--speed must be positive" in done.stderr
+    assert done.stdout.strip() == "[]"

@@ -19,10 +19,12 @@ from marketdata.feed.runner import FeedOptions, FeedRunner, with_own_connection
 from marketdata.feed.sources import KiteSource, ReplaySource, SimSource
 from marketdata.feed.storage import TickWriter
 from marketdata.signals import order_update
-from marketdata.tasks import refresh_chain
 from trading_site import clock
+from trading_site.celery import app as celery_app
 
 log = logging.getLogger(__name__)
+
+REFRESH_CHAIN_TASK = "marketdata.tasks.refresh_chain"
 
 
 class Command(BaseCommand):
@@ -31,6 +33,10 @@ class Command(BaseCommand):
         "(--source sim) or a replay of stored ticks (--source replay --date YYYY-MM-DD). "
         "Runs until SIGTERM or Ctrl-C, then flushes stored ticks and bars."
     )
+    # Django's checks would import the URLconf, and with it the whole web and API stack (SciPy
+    # included, ~30 MB) into a process that serves no URL. `manage.py check` and the web process
+    # run them; the feed needs only its models, which it uses at once.
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -128,8 +134,9 @@ async def _stop_when_finished(source: ReplaySource, runner: FeedRunner) -> None:
 
 
 def _request_chain_refresh(symbol: str, expiry: dt.date) -> None:
+    # By name: importing the task would bring the analytics, and SciPy, into the feed's process.
     # A refresh that waited PENDING_TTL_SECONDS would compute figures nobody wants any more.
-    refresh_chain.apply_async(args=[symbol, expiry.isoformat()], expires=PENDING_TTL_SECONDS)
+    celery_app.send_task(REFRESH_CHAIN_TASK, args=[symbol, expiry.isoformat()], expires=PENDING_TTL_SECONDS)
 
 
 def _dispatch_order_update(order: dict) -> None:
