@@ -225,9 +225,17 @@ async def test_a_refresh_publishes_the_chains_figures_and_stores_one_snapshot_a_
     await sync_to_async(connections.close_all)()
 
 
-def test_a_chain_the_feed_never_streamed_is_a_quiet_no_op(worker):
-    result = refresh_chain.apply(args=["NIFTY", "2026-12-29"]).get()
+def test_a_chain_the_feed_never_streamed_is_a_quiet_no_op(db):
+    """No layout in Redis: nothing computed or stored, and the marker cleared so the feed may ask again."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    Underlying.objects.create(symbol="NIFTY", strike_step=50)
+    client.set(chain_key("NIFTY", dt.date(2026, 12, 29), "pending"), "1")
+    result = refresh_chain.apply(args=["NIFTY", "2026-12-29"]).get()  # the task's body, in this process
     assert result is None and ChainSnapshot.objects.count() == 0
+    assert client.get(chain_key("NIFTY", dt.date(2026, 12, 29), "pending")) is None
+    assert client.get(chain_key("NIFTY", dt.date(2026, 12, 29), "analytics")) is None
+    client.close()
 
 
 @pytest.fixture
