@@ -21,3 +21,20 @@ class ChainSnapshotAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# -- Watchlist --
+# Imported here, not at the top, so this section stays one appended block of a shared file.
+from marketdata.models import WatchlistEntry  # noqa: E402
+
+
+@admin.register(WatchlistEntry)
+class WatchlistEntryAdmin(admin.ModelAdmin):
+    list_display = ("user", "instrument", "added_at")
+    list_filter = ("user",)
+    list_select_related = ("user", "instrument")
+    search_fields = ("user__username", "instrument__tradingsymbol")
+    # A select of 100,000 instruments would not load: pick by id (the token search is on the page).
+    raw_id_fields = ("instrument",)
+    date_hierarchy = "added_at"
+    ordering = ("user", "-added_at")

@@ -131,3 +131,40 @@ class ChainSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.underlying.symbol} {self.expiry} @ {timezone.localtime(self.taken_at):%Y-%m-%d %H:%M}"
+
+
+# -- Watchlist --
+# Imported here, not at the top, so this section stays one appended block of a shared file.
+from django.conf import settings  # noqa: E402
+
+from trading_site import clock  # noqa: E402
+
+
+class WatchlistEntry(models.Model):
+    """One instrument on one user's watchlist (the /watchlist/ page streams its quotes).
+
+    It points at the Instrument row, not at a bare token: Kite reuses a token after its contract
+    expires, and the entry must keep meaning the contract the user chose.
+    """
+
+    # The page's socket joins one group per entry and may join about 100 in all.
+    MAX_PER_USER = 50
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlist_entries")
+    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="watchlist_entries")
+    added_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["user_id", "added_at", "id"]
+        verbose_name_plural = "watchlist entries"
+        constraints = [
+            # Also serves "this user's entries": user_id leads the index.
+            models.UniqueConstraint(
+                fields=["user", "instrument"],
+                name="watchlistentry_user_instrument_uniq",
+                violation_error_message="This instrument is already on the watchlist.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument} on {self.user}'s watchlist"

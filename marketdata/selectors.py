@@ -308,3 +308,124 @@ def pricing_rates(symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
         return {}
     rows = Underlying.objects.filter(symbol__in=wanted).values_list("symbol", "risk_free_rate", "dividend_yield")
     return {symbol.upper(): (float(rate), float(dividend)) for symbol, rate, dividend in rows}
+
+
+# -- Dashboard --
+# Imported here rather than at the top: this section is appended to a file others edit too.
+import logging  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser  # noqa: E402
+
+from instruments.models import BrokerAccount  # noqa: E402
+
+_dashboard_log = logging.getLogger(__name__ + ".dashboard")
+
+
+@dataclass(frozen=True)
+class UnderlyingTile:
+    """What the dashboard's tile of one enabled underlying follows: the feed streams these tokens
+    (marketdata.feed.universe: the spot and the nearest future) and the nearest expiry's chain."""
+
+    symbol: str
+    spot_token: int | None
+    future_token: int | None
+    option_expiry: dt.date | None
+
+
+@dataclass(frozen=True)
+class DashboardLatest:
+    """The feed's latest word in Redis on what the dashboard shows; empty where it has none."""
+
+    feed_status: dict | None = None
+    ticks: dict[int, dict] = field(default_factory=dict)
+    chains: dict[str, dict] = field(default_factory=dict)  # symbol -> its nearest expiry's analytics
+
+
+def underlying_tiles(*, today: dt.date | None = None) -> list[UnderlyingTile]:
+    """The enabled underlyings by symbol, each with its spot token, nearest future and nearest option expiry."""
+    today = today or clock.today()
+    tiles = []
+    for underlying in Underlying.objects.filter(enabled=True).select_related("spot_instrument").order_by("symbol"):
+        live = Instrument.objects.active().for_underlying(underlying).expiring_from(today).order_by("expiry")
+        tiles.append(
+            UnderlyingTile(
+                symbol=underlying.symbol,
+                spot_token=underlying.spot_instrument.instrument_token if underlying.spot_instrument else None,
+                future_token=live.futures().values_list("instrument_token", flat=True).first(),
+                option_expiry=live.options().values_list("expiry", flat=True).first(),
+            )
+        )
+    return tiles
+
+
+def dashboard_latest(tiles: Iterable[UnderlyingTile]) -> DashboardLatest:
+    """The feed status, the tiles' ticks and their chains' analytics from Redis (three round trips
+    at most per underlying). With Redis down the dashboard still renders, showing no values."""
+    tiles = list(tiles)
+    try:
+        tokens = [t for tile in tiles for t in (tile.spot_token, tile.future_token) if t]
+        chains = {}
+        for tile in tiles:
+            if tile.option_expiry is not None:
+                analytics = latest_chain_analytics(symbol=tile.symbol, expiry=tile.option_expiry)
+                if analytics is not None:
+                    chains[tile.symbol] = analytics
+        return DashboardLatest(feed_status=feed_status(), ticks=latest_ticks(tokens), chains=chains)
+    except redis.RedisError as error:
+        _dashboard_log.warning("could not read the dashboard's latest values: %s", error)
+        return DashboardLatest()
+
+
+def data_account_owned_by(user: AbstractBaseUser | AnonymousUser) -> BrokerAccount | None:
+    """The site's data account when `user` owns it: only its owner can log it in to Kite again."""
+    if not user.is_authenticated:
+        return None
+    return BrokerAccount.objects.filter(is_data_account=True, user=user).first()
+
+
+# -- Watchlist --
+# Imported here, not at the top, so this section stays one appended block of a shared file.
+# (AbstractBaseUser comes from the Dashboard section above.)
+from django.db.models import Case, F, IntegerField, Q, Value, When  # noqa: E402
+
+from instruments.selectors import instrument_list, instruments_matching  # noqa: E402
+from marketdata.models import WatchlistEntry  # noqa: E402
+
+WATCHLIST_SEARCH_LIMIT = 20
+
+
+def watchlist_entries(user: AbstractBaseUser) -> QuerySet[WatchlistEntry]:
+    """The user's watchlist, oldest first, each entry with its instrument (one query)."""
+    return WatchlistEntry.objects.filter(user=user).select_related("instrument").order_by("added_at", "id")
+
+
+def watchlist_search(
+    term: str, *, limit: int = WATCHLIST_SEARCH_LIMIT, today: dt.date | None = None
+) -> list[Instrument]:
+    """Instruments one can still trade whose symbol or name starts with `term` (or whose token it
+    is): the index or stock first, then futures, then options, nearest expiry and lowest strike
+    first, so that "NIFTY" finds the index rather than twenty deep in-the-money calls."""
+    if not term.strip():
+        return []
+    today = today or clock.today()
+    live = instruments_matching(instrument_list(), term).filter(
+        Q(expiry__isnull=True) | Q(expiry__gte=today), active=True
+    )
+    exact = term.strip().upper()
+    return list(
+        live.order_by(
+            Case(When(tradingsymbol=exact, then=Value(0)), default=Value(1), output_field=IntegerField()),
+            Case(
+                When(instrument_type=Instrument.Type.EQUITY, then=Value(0)),
+                When(instrument_type=Instrument.Type.FUTURE, then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            ),
+            F("expiry").asc(nulls_first=True),
+            "strike",
+            "instrument_type",
+            "exchange",
+            "tradingsymbol",
+        )[:limit]
+    )

@@ -253,3 +253,49 @@ def _reference_oi(
 
 def _redis() -> redis.Redis:
     return selectors.redis_client(settings.REDIS_URL)
+
+
+# -- Watchlist --
+# Imported here, not at the top, so this section stays one appended block of a shared file.
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.base_user import AbstractBaseUser  # noqa: E402
+
+from instruments.models import Instrument  # noqa: E402
+from instruments.selectors import instrument_by_token  # noqa: E402
+from marketdata.models import WatchlistEntry  # noqa: E402
+
+
+class WatchlistError(Exception):
+    """A watchlist change that cannot be made; the message says why, in words for the user."""
+
+
+def watchlist_entry_add(*, user: AbstractBaseUser, instrument_token: int) -> WatchlistEntry:
+    """Put the instrument a token means today on the user's watchlist."""
+    instrument = instrument_by_token(instrument_token)
+    if instrument is None:
+        raise WatchlistError(f"No instrument has the token {instrument_token}.")
+    if not instrument.active or (instrument.expiry is not None and instrument.expiry < clock.today()):
+        raise WatchlistError(f"{instrument} has expired or left the instrument master: it cannot be watched.")
+    limit = WatchlistEntry.MAX_PER_USER
+    with transaction.atomic():
+        # The user's row is the lock: two adds at once (two tabs) must not both pass the count
+        # below and make 51 entries, nor both pass the duplicate check and hit the constraint.
+        get_user_model().objects.select_for_update().only("pk").get(pk=user.pk)
+        entries = WatchlistEntry.objects.filter(user=user)
+        # By token, not by row: the page's quotes and the socket's groups are keyed by token.
+        if entries.filter(instrument__instrument_token=instrument.instrument_token).exists():
+            raise WatchlistError(f"{instrument} is already on your watchlist.")
+        if entries.count() >= limit:
+            raise WatchlistError(f"Your watchlist is full ({limit} instruments): remove one before adding another.")
+        return WatchlistEntry.objects.create(user=user, instrument=instrument)
+
+
+def watchlist_entry_remove(*, user: AbstractBaseUser, instrument_token: int) -> Instrument:
+    """Take a token off the user's own watchlist (someone else's entries are never touched); the
+    instrument it was."""
+    own = WatchlistEntry.objects.filter(user=user, instrument__instrument_token=instrument_token)
+    entry = own.select_related("instrument").first()
+    if entry is None:
+        raise WatchlistError(f"The token {instrument_token} is not on your watchlist.")
+    own.delete()
+    return entry.instrument

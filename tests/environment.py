@@ -20,6 +20,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
+# Pub/sub ignores the database number: without a prefix of their own, the tests' sockets would
+# hear a `make run` feed on the same Redis server, or another test run's. Child processes inherit it.
+os.environ["CHANNEL_LAYER_PREFIX"] = f"desk-test-{os.getpid()}:channels"
 os.environ["DEBUG"] = "0"
 os.environ["SECRET_KEY"] = "test-only-secret-key-not-for-production"
 os.environ["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()

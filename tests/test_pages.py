@@ -100,7 +100,7 @@ def test_the_home_page_shows_whether_the_feed_is_reporting(client, alice):
     store = redis.Redis.from_url(settings.REDIS_URL)
     store.delete(FEED_STATUS_KEY)
     client.force_login(alice)
-    assert "No feed is reporting" in client.get("/").content.decode()
+    assert '<p id="feed-hint" class="muted">No feed is reporting.' in client.get("/").content.decode()
 
     status = {
         "state": "running",
@@ -116,5 +116,6 @@ def test_the_home_page_shows_whether_the_feed_is_reporting(client, alice):
     store.set(FEED_STATUS_KEY, json.dumps(status), ex=10)
     page = client.get("/").content.decode()
     store.delete(FEED_STATUS_KEY)
-    assert "258 instruments" in page and "512.5 ticks/s" in page and "2 bad frames" in page
-    assert "ticks dropped" not in page
+    assert '<span id="feed-instruments">258</span>' in page and '<span id="feed-tps">512</span>' in page
+    assert '<span id="feed-frame-errors">2</span>' in page and '<span id="feed-dropped">0</span>' in page
+    assert '<p id="feed-hint" class="muted"></p>' in page  # a running feed: no "start one" hint

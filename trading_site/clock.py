@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -43,3 +44,32 @@ def frozen_clock(moment: dt.datetime) -> Iterator[None]:
         yield
     finally:
         _source = previous
+
+
+# NSE's equity-derivatives session. Exchange holidays are not modelled: on one, the clock says
+# "open" while no ticks come, and the pages' connection indicator says the data is stale.
+MARKET_OPENS = dt.time(9, 15)
+MARKET_CLOSES = dt.time(15, 30)
+
+
+@dataclass(frozen=True)
+class MarketSession:
+    is_open: bool
+    # While open: the close today. While closed: the next open (the next weekday's 09:15).
+    next_change: dt.datetime
+
+    def until_next_change(self, moment: dt.datetime) -> dt.timedelta:
+        return self.next_change - moment
+
+
+def market_session(moment: dt.datetime | None = None) -> MarketSession:
+    """Whether the F&O market is open at `moment` (default now), and when that next changes."""
+    moment = (moment or now()).astimezone(IST)
+    day, time_of_day = moment.date(), moment.time()
+    if day.weekday() < 5 and MARKET_OPENS <= time_of_day < MARKET_CLOSES:
+        return MarketSession(True, dt.datetime.combine(day, MARKET_CLOSES, tzinfo=IST))
+    if day.weekday() >= 5 or time_of_day >= MARKET_CLOSES:
+        day += dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return MarketSession(False, dt.datetime.combine(day, MARKET_OPENS, tzinfo=IST))

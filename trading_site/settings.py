@@ -136,10 +136,12 @@ CACHES = {
 # fanned out in memory to its sockets. The list-based RedisChannelLayer stores a copy per socket
 # and each is popped separately, which at 100 sockets took the last one 140 ms longer to reach
 # (make bench). Live ticks need no persistence: a socket that is gone misses nothing it needs.
+# Redis pub/sub channels ignore the database number of REDIS_URL: two desks sharing one Redis
+# server (or the tests beside `make run`) keep apart by their prefixes.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "desk:channels"},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_LAYER_PREFIX", "desk:channels")},
     }
 }
 

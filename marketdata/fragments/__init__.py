@@ -1,0 +1,1 @@
+"""HTML fragments of the live pages, built from the feed's group messages. No Django import."""

@@ -1,0 +1,1 @@
+"""Pages of the marketdata app, one module a page."""
