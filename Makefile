@@ -40,7 +40,10 @@ run: install
 	@echo
 	$(BIN)/honcho start -f Procfile
 
+# The browser tests drive Debian's Chromium: installed here when missing and this is root with
+# apt-get; otherwise this stops with the command to run (tests/browser/chromium.py).
 test: install
+	@$(BIN)/python -m tests.browser.chromium
 	$(BIN)/python -m pytest
 
 bench: install
