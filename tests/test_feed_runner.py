@@ -24,7 +24,7 @@ from instruments.models import BrokerAccount, Underlying
 from marketdata import selectors, services
 from marketdata.feed.runner import FeedOptions, FeedRunner, with_own_connection
 from marketdata.feed.sources import KiteSource, ReplaySource, SimSource
-from marketdata.groups import FEED_STATUS_KEY, tick_key
+from marketdata.groups import FEED_STATUS_KEY, WATCHED_INSTRUMENTS_KEY, tick_key
 from marketdata.kite import build_frame
 from marketdata.models import Bar, Tick
 from tests.kite_ticker_server import KiteTickerServer, ThreadedKiteTickerServer
@@ -151,6 +151,50 @@ async def test_the_kite_source_subscribes_streams_and_stops_on_an_expired_sessio
         assert expired and source.status()["session"] == "session expired"
         runner.stop()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def subscriptions_when(server, condition, timeout: float = 10.0) -> dict[int, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        subscriptions = dict(server.connections[0].subscriptions) if server.connections else {}
+        if condition(subscriptions):
+            return subscriptions
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"subscriptions never matched: {sorted(subscriptions)[:20]}")
+
+
+@pytest.mark.asyncio
+async def test_a_watched_instrument_outside_the_chains_is_subscribed_until_nobody_watches_it(demo):
+    """A watchlist's far strike: no chain window holds it, so only being watched brings its ticks."""
+    nifty = demo[0]
+    redis_client = aioredis.Redis.from_url(settings.REDIS_URL)
+    await redis_client.delete(WATCHED_INSTRUMENTS_KEY)
+    async with KiteTickerServer("demokey", "good-token") as server:
+        source = KiteSource(
+            url=server.url,
+            load_session=lambda: ("demokey", "good-token"),
+            on_session_expired=lambda: None,
+            client_options={"reconnect_initial_delay": 0.05, "heartbeat_timeout": 5.0},
+        )
+        runner = FeedRunner(
+            source=source, universes=demo, group_send=get_channel_layer().group_send, redis_client=redis_client
+        )
+        task = asyncio.create_task(runner.run())
+        chains = await subscriptions_when(server, lambda s: len(s) == len(runner.planner.subscribed) > 0)
+        far = max(nifty.options, key=lambda c: c.strike).instrument_token  # the highest strike listed
+        assert far not in chains
+
+        await redis_client.zadd(WATCHED_INSTRUMENTS_KEY, {str(far): time.time() + 60})
+        watching = await subscriptions_when(server, lambda s: far in s)
+        assert watching[far] == "full" and set(watching) - set(chains) == {far}
+        assert runner.state.slot(far) is not None  # its ticks will be kept and published
+
+        await redis_client.zrem(WATCHED_INSTRUMENTS_KEY, str(far))
+        after = await subscriptions_when(server, lambda s: far not in s)
+        assert set(after) == set(chains)  # the chains' own instruments never dropped
+        runner.stop()
+        await asyncio.wait_for(task, timeout=30)
+    await redis_client.aclose()
 
 
 @pytest.mark.asyncio

@@ -189,7 +189,8 @@ class FeedRunner:
         await self.publisher.publish_bars(bars)
 
     def resubscribe(self) -> None:
-        """Re-centre each chain on its spot; subscribe new strikes before dropping old ones."""
+        """Re-centre each chain on its spot and follow the watched instruments; subscribe new
+        instruments before dropping old ones."""
         change = self.planner.plan(self.spots())
         if not change:
             return
@@ -208,7 +209,7 @@ class FeedRunner:
         if self.chains is not None:
             self.chains.assign()
         if change.remove:
-            log.info("re-centred chains: +%d / -%d instruments", len(change.add), len(change.remove))
+            log.info("subscriptions changed: +%d / -%d instruments", len(change.add), len(change.remove))
 
     def spots(self) -> dict[str, float]:
         spots = {}
@@ -230,7 +231,13 @@ class FeedRunner:
         except Exception as error:
             log.debug("watched-instrument refresh failed: %s", error)
             return
-        self.publisher.watched_tokens = {int(m) for m in members}
+        watched = {int(m) for m in members}
+        self.publisher.watched_tokens = watched
+        # A watched instrument outside every streamed chain (a far strike, another expiry): the
+        # feed subscribes it too, or a watchlist would show it without a price all day.
+        if watched != self.planner.watched and self.planner.universes:
+            self.planner.watched = watched
+            self.resubscribe()
 
     async def report_status(self) -> None:
         status = self.status_snapshot()

@@ -87,11 +87,13 @@ class SubscriptionChange:
 
 
 class SubscriptionPlanner:
-    """Keeps each underlying's chain window centred on spot, within Kite's instrument limit."""
+    """Keeps each underlying's chain window centred on spot, within Kite's instrument limit, and
+    adds the instruments someone watches one by one (`watched`: a watchlist's far strike or stock)."""
 
     def __init__(self, universes: list[UnderlyingUniverse], *, max_instruments: int = MAX_INSTRUMENTS) -> None:
         self.universes = {u.symbol: u for u in universes}
         self.max_instruments = max_instruments
+        self.watched: set[int] = set()
         self.centres: dict[str, float] = {}
         self.subscribed: dict[int, str] = {}
         self.trimmed = 0  # options left out by the last plan to stay within the limit
@@ -114,6 +116,8 @@ class SubscriptionPlanner:
                 wanted[token] = MODE_FULL
             for contract in universe.window(centre):
                 wanted[contract.instrument_token] = MODE_FULL
+        for token in self.watched:
+            wanted.setdefault(token, MODE_FULL)
         wanted = self._within_limit(wanted)
         change = SubscriptionChange(
             add={t: m for t, m in wanted.items() if self.subscribed.get(t) != m},
