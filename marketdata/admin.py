@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketdata.models import ChainSnapshot
+from marketdata.models import ChainSnapshot, WatchlistEntry
 
 
 @admin.register(ChainSnapshot)
@@ -24,8 +24,6 @@ class ChainSnapshotAdmin(admin.ModelAdmin):
 
 
 # -- Watchlist --
-# Imported here, not at the top, so this section stays one appended block of a shared file.
-from marketdata.models import WatchlistEntry  # noqa: E402
 
 
 @admin.register(WatchlistEntry)

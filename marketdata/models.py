@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from trading_site import clock
 
 PRICE = {"max_digits": 16, "decimal_places": 4, "default": Decimal("0")}
 
@@ -134,10 +137,6 @@ class ChainSnapshot(models.Model):
 
 
 # -- Watchlist --
-# Imported here, not at the top, so this section stays one appended block of a shared file.
-from django.conf import settings  # noqa: E402
-
-from trading_site import clock  # noqa: E402
 
 
 class WatchlistEntry(models.Model):

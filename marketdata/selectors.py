@@ -5,18 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
-from django.db.models import Max, Min, QuerySet, Sum
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Case, F, IntegerField, Max, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDate
 
-from instruments.models import Instrument, Underlying
+from instruments.models import BrokerAccount, Instrument, Underlying
+from instruments.selectors import instrument_list, instruments_matching
 from marketdata import candles as candle_maths
 from marketdata.feed.universe import ChainContract, UnderlyingUniverse
 from marketdata.groups import FEED_STATUS_KEY, chain_key, tick_key
-from marketdata.models import Bar, ChainSnapshot, Tick
+from marketdata.models import Bar, ChainSnapshot, Tick, WatchlistEntry
 from trading_site import clock
 
 
@@ -311,13 +315,7 @@ def pricing_rates(symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
 
 
 # -- Dashboard --
-# Imported here rather than at the top: this section is appended to a file others edit too.
-import logging  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser  # noqa: E402
-
-from instruments.models import BrokerAccount  # noqa: E402
 
 _dashboard_log = logging.getLogger(__name__ + ".dashboard")
 
@@ -385,12 +383,7 @@ def data_account_owned_by(user: AbstractBaseUser | AnonymousUser) -> BrokerAccou
 
 
 # -- Watchlist --
-# Imported here, not at the top, so this section stays one appended block of a shared file.
-# (AbstractBaseUser comes from the Dashboard section above.)
-from django.db.models import Case, F, IntegerField, Q, Value, When  # noqa: E402
 
-from instruments.selectors import instrument_list, instruments_matching  # noqa: E402
-from marketdata.models import WatchlistEntry  # noqa: E402
 
 WATCHLIST_SEARCH_LIMIT = 20
 

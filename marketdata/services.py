@@ -14,13 +14,16 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from instruments.models import Underlying
+from instruments.models import Instrument, Underlying
+from instruments.selectors import instrument_by_token
 from marketdata import selectors
 from marketdata.feed.bars import ClosedBars
 from marketdata.groups import CHAIN_ANALYTICS_MESSAGE, chain_group, chain_key
-from marketdata.models import Bar, ChainSnapshot
+from marketdata.models import Bar, ChainSnapshot, WatchlistEntry
 from trading_site import clock
 
 if TYPE_CHECKING:
@@ -256,13 +259,6 @@ def _redis() -> redis.Redis:
 
 
 # -- Watchlist --
-# Imported here, not at the top, so this section stays one appended block of a shared file.
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.base_user import AbstractBaseUser  # noqa: E402
-
-from instruments.models import Instrument  # noqa: E402
-from instruments.selectors import instrument_by_token  # noqa: E402
-from marketdata.models import WatchlistEntry  # noqa: E402
 
 
 class WatchlistError(Exception):
