@@ -27,7 +27,7 @@ from marketdata import selectors
 from marketdata.consumers import UNAUTHENTICATED_CLOSE_CODE
 from marketdata.consumers.dashboard import DashboardPageConsumer
 from marketdata.fragments import dashboard as fragments
-from marketdata.fragments.html import DASH, fixed, percent, price
+from marketdata.fragments.html import DASH, SentCells, fixed, percent, price
 from marketdata.groups import FEED_STATUS_KEY, chain_group, instrument_group
 from tests.market_data import load_demo_market, stream_simulated_market
 from trading_site import clock
@@ -266,19 +266,19 @@ def test_oi_movers_are_the_top_five_each_way_by_percent_across_chains():
 
 
 def test_only_changed_cells_are_sent_again_flashing_the_way_they_moved():
-    sent = fragments.SentFragments()
+    sent = SentCells()
     before = fragments.tile_cells(
         "NIFTY", spot={"last_price": 26000.0, "close": 26000.0, "change": 0.0}, future=None, chain=None
     )
-    first = sent.changed_cells(before.values())
+    first = sent.changed(before.values())
     assert len(first) == 5 and all('hx-swap-oob="true"' in part for part in first)
     assert not any(" up" in part or " dn" in part for part in first)  # nothing to have moved from
-    assert sent.changed_cells(before.values()) == []
+    assert sent.changed(before.values()) == []
 
     lower = fragments.tile_cells(
         "NIFTY", spot={"last_price": 25990.0, "close": 26000.0, "change": -0.0385}, future=None, chain=None
     )
-    assert sent.changed_cells(lower.values()) == [
+    assert sent.changed(lower.values()) == [
         '<span id="tile-NIFTY-spot" hx-swap-oob="true" class="dash-spot num dn">25,990.00</span>',
         f'<span id="tile-NIFTY-chg" hx-swap-oob="true" class="dash-chg num neg dn">{MINUS}10.00 ({MINUS}0.04%)</span>',
     ]

@@ -31,10 +31,9 @@ from marketdata.consumers import UNAUTHENTICATED_CLOSE_CODE
 from marketdata.consumers.watchlist import WatchlistPageConsumer
 from marketdata.feed.publisher import Publisher
 from marketdata.feed.state import FeedState
+from marketdata.fragments.html import LiveCell, SentCells
 from marketdata.fragments.watchlist import (
-    LiveCell,
     Selection,
-    SentCells,
     choose_selection,
     depth_cells,
     depth_panel,

@@ -13,6 +13,7 @@ from marketdata import selectors
 from marketdata.consumers.pages import LivePageConsumer
 from marketdata.feed.publisher import STATUS_TTL_SECONDS
 from marketdata.fragments import dashboard as fragments
+from marketdata.fragments.html import SentCells
 from marketdata.groups import chain_group, instrument_group
 from trading_site import clock
 
@@ -34,7 +35,7 @@ class DashboardPageConsumer(LivePageConsumer):
         self.movers_changed = True
         # Empty: the first flush sends every value, which on a reconnect replaces what the page
         # missed while its socket was down (and otherwise repeats the first render, unflashed).
-        self.sent = fragments.SentFragments()
+        self.sent = SentCells()
         return [
             *(instrument_group(token) for token in sorted(self.followed_tokens)),
             *(chain_group(tile.symbol, tile.option_expiry) for tile in tiles if tile.option_expiry),
@@ -65,7 +66,7 @@ class DashboardPageConsumer(LivePageConsumer):
         ]
         for tile in self.tiles:
             cells.extend(fragments.followed_tile_cells(tile, self.ticks, self.chains).values())
-        updates = self.sent.changed_cells(cells)
+        updates = self.sent.changed(cells)
         updates += self.sent.changed_element(
             fragments.KITE_LOGIN_ID, fragments.kite_login_link(status, self.login_url, swap=True)
         )

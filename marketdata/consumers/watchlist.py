@@ -20,10 +20,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from marketdata import selectors
 from marketdata.consumers.pages import LivePageConsumer
+from marketdata.fragments.html import SentCells
 from marketdata.fragments.watchlist import (
     DEPTH_ID,
     Selection,
-    SentCells,
     choose_selection,
     depth_cells,
     depth_panel,

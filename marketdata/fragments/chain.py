@@ -21,7 +21,7 @@ from functools import lru_cache
 from urllib.parse import parse_qs
 
 from marketdata.fragments import html
-from marketdata.fragments.html import DASH, fixed, is_number, percent, price, quantity, signed, signed_quantity
+from marketdata.fragments.html import BUILDUP, DASH, fixed, is_number, percent, price, quantity, signed, signed_quantity
 
 SIDES = ("ce", "pe")
 STRIKE_WINDOWS = (5, 10, 15, 20, 30)  # strikes each side of ATM; 0 means every strike
@@ -29,12 +29,6 @@ DEFAULT_STRIKE_WINDOW = 10
 CHART_DATA_ID = "chain-charts-data"
 # OI bars move in steps of this many percent, so a small OI change does not resend a whole column.
 OI_BAR_STEP = 5
-BUILDUP = {
-    "long_buildup": ("Long build", "pos"),
-    "short_covering": ("Short cover", "pos"),
-    "short_buildup": ("Short build", "neg"),
-    "long_unwinding": ("Long unwind", "neg"),
-}
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("gamma", "gamma", "Gamma", lambda v: fixed(v, 4)),
     Column("theta", "theta", "Theta", lambda v: fixed(v, 2), "per calendar day"),
     Column("vega", "vega", "Vega", lambda v: fixed(v, 2), "per vol point"),
-    Column("buildup", "buildup", "Buildup", lambda v: BUILDUP.get(v, (DASH, ""))[0] if v else DASH),
+    Column("buildup", "buildup", "Buildup", lambda v: BUILDUP[v][1] if v in BUILDUP else DASH),
 )
 
 
@@ -253,7 +247,7 @@ def _side_cell(column: Column, value: object, largest_oi: float, itm: bool) -> C
     if column.field in ("chg", "oich"):
         classes = html.sign_class(value)
     elif column.field == "buildup":
-        classes = BUILDUP.get(value, ("", ""))[1] if value else ""
+        classes = BUILDUP[value][2] if value in BUILDUP else ""
         number = None
     elif column.field == "oi":
         share = 0 if not number or largest_oi <= 0 else round(100 * number / largest_oi / OI_BAR_STEP) * OI_BAR_STEP

@@ -4,7 +4,7 @@ state, and the nearest expiries' biggest open-interest moves.
 No Django import (as marketdata.fragments.html): the view draws the first render and the page's
 socket every update with these same functions, so a value reads the same however it was drawn.
 Each function returns `LiveCell`s keyed by a short name, which the template places and the socket
-sends only when their text changed (`SentFragments`).
+sends only when their text changed (`marketdata.fragments.html.SentCells`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Protocol
 from urllib.parse import quote
 
 from marketdata.fragments.html import (
+    BUILDUP,
     DASH,
-    cell,
-    direction,
+    LiveCell,
     fixed,
     is_number,
     percent,
@@ -37,27 +37,6 @@ KITE_LOGIN_ID = "feed-login"
 OI_GAINERS_ID = "oi-gainers"
 OI_LOSERS_ID = "oi-losers"
 OI_MOVERS_SHOWN = 5
-_BUILDUP_LABELS = {
-    "long_buildup": ("Long buildup", "pos"),
-    "short_buildup": ("Short buildup", "neg"),
-    "short_covering": ("Short covering", "pos"),
-    "long_unwinding": ("Long unwinding", "neg"),
-}
-
-
-@dataclass(frozen=True)
-class LiveCell:
-    """One live element before it is drawn. `value` is the number behind the text, which says
-    which way the element moved; None for cells that should not flash."""
-
-    element_id: str
-    text: str
-    value: float | None = None
-    tag: str = "span"
-    classes: str = ""
-
-    def html(self, *, moved: int = 0, swap: bool = False) -> str:
-        return cell(self.element_id, self.text, tag=self.tag, classes=self.classes, moved=moved, swap=swap)
 
 
 class FollowedUnderlying(Protocol):
@@ -242,7 +221,7 @@ def oi_movers_body(element_id: str, movers: Iterable[OiMover], *, swap: bool = F
 
 
 def _mover_row(mover: OiMover) -> str:
-    label, colour = _BUILDUP_LABELS.get(mover.buildup or "", (DASH, "muted"))
+    label, _, colour = BUILDUP.get(mover.buildup or "", (DASH, DASH, "muted"))
     return (
         "<tr>"
         f'<td><a href="{escape(chain_path(mover.underlying, mover.expiry))}">{escape(mover.tradingsymbol)}</a></td>'
@@ -252,30 +231,3 @@ def _mover_row(mover: OiMover) -> str:
         f'<td class="{colour}">{label}</td>'
         "</tr>"
     )
-
-
-# -- sending only what changed ---------------------------------------------------------------------
-class SentFragments:
-    """What one socket last sent of each element, so that it sends only what changed, flashing
-    a cell up or down by how its number moved."""
-
-    def __init__(self) -> None:
-        self.texts: dict[str, str] = {}
-        self.values: dict[str, float | None] = {}
-
-    def changed_cells(self, cells: Iterable[LiveCell]) -> list[str]:
-        updates = []
-        for live in cells:
-            if self.texts.get(live.element_id) == live.text:
-                continue
-            moved = direction(live.value, self.values.get(live.element_id))
-            self.texts[live.element_id], self.values[live.element_id] = live.text, live.value
-            updates.append(live.html(moved=moved, swap=True))
-        return updates
-
-    def changed_element(self, element_id: str, html: str) -> list[str]:
-        """A whole element (a table body, a link) when its HTML differs from the last sent."""
-        if self.texts.get(element_id) == html:
-            return []
-        self.texts[element_id] = html
-        return [html]

@@ -12,11 +12,23 @@ is never the only cue.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from html import escape
 
 DASH = "—"
 # A real minus sign (U+2212): as wide as "+", so signed columns line up.
 MINUS = "\u2212"
+
+
+# The OI buildup codes of marketdata.analytics.chain_json: a label, a short one for narrow
+# columns, and the colour class (price and OI rising together, or not, reads bullish or bearish).
+BUILDUP = {
+    "long_buildup": ("Long buildup", "Long build", "pos"),
+    "short_covering": ("Short covering", "Short cover", "pos"),
+    "short_buildup": ("Short buildup", "Short build", "neg"),
+    "long_unwinding": ("Long unwinding", "Long unwind", "neg"),
+}
 
 
 def is_number(value: object) -> bool:
@@ -145,3 +157,61 @@ def socket_messages(fragments: list[str]) -> list[str]:
     if rows:
         messages.append("".join(rows))
     return messages
+
+
+@dataclass(frozen=True)
+class LiveCell:
+    """One live element before it is drawn: its id, its text, and the number behind the text
+    (which way it moved decides its flash; None for values that should not flash)."""
+
+    element_id: str
+    text: str
+    value: float | None = None
+    tag: str = "span"
+    classes: str = ""
+
+    def html(self, *, moved: int = 0, swap: bool = False) -> str:
+        return cell(self.element_id, self.text, tag=self.tag, classes=self.classes, moved=moved, swap=swap)
+
+    def td(self, classes: str = "num") -> str:
+        """The live element inside its table cell, as the page draws it first."""
+        return f'<td class="{classes}">{self.html()}</td>'
+
+
+class SentCells:
+    """What one socket last sent of each element, so that it sends only what changed, flashing a
+    cell up or down by how its number moved."""
+
+    def __init__(self) -> None:
+        self._text: dict[str, str] = {}
+        self._value: dict[str, float | None] = {}
+
+    def changed(self, cells: Iterable[LiveCell]) -> list[str]:
+        """The out-of-band elements of the cells whose text differs from the last sent."""
+        fragments = []
+        for live in cells:
+            if self._text.get(live.element_id) == live.text:
+                continue
+            moved = direction(live.value, self._value.get(live.element_id))
+            fragments.append(live.html(moved=moved, swap=True))
+            self.remember([live])
+        return fragments
+
+    def changed_element(self, element_id: str, html: str) -> list[str]:
+        """A whole element (a table body, a link) when its HTML differs from the last sent."""
+        if self._text.get(element_id) == html:
+            return []
+        self._text[element_id] = html
+        return [html]
+
+    def remember(self, cells: Iterable[LiveCell]) -> None:
+        """Note cells as sent (they went out inside a bigger fragment)."""
+        for live in cells:
+            self._text[live.element_id] = live.text
+            self._value[live.element_id] = live.value
+
+    def forget_texts(self, prefix: str = "") -> None:
+        """Send these cells again at their next change or flush (the page may have redrawn them).
+        Their numbers stay, so the next one still flashes the way it moved."""
+        for element_id in [i for i in self._text if i.startswith(prefix)]:
+            del self._text[element_id]

@@ -13,34 +13,23 @@ one fragment, and a <td> next to a <section> or <span> in it is dropped by the H
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from marketdata.fragments.html import cell, direction, is_number, price, quantity, sign_class, signed
+from marketdata.fragments.html import (
+    LiveCell,
+    is_number,
+    price,
+    quantity,
+    sign_class,
+    signed,
+)
 
 DEPTH_ID = "depth"
 DEPTH_LEVELS = 5
 DEPTH_SIDES = ("buy", "sell")
 MAX_TOKEN_DIGITS = 12
-
-
-@dataclass(frozen=True)
-class LiveCell:
-    """A cell's id and text, and the number it shows (to flash the direction it moved)."""
-
-    element_id: str
-    text: str
-    value: float | None = None
-    classes: str = ""
-
-    def html(self, *, moved: int = 0, swap: bool = False) -> str:
-        """The live element alone: what the socket sends."""
-        return cell(self.element_id, self.text, tag="span", classes=self.classes, moved=moved, swap=swap)
-
-    def td(self, classes: str = "num") -> str:
-        """The live element in its table cell: what the page draws first."""
-        return f'<td class="{classes}">{self.html()}</td>'
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ def quote_cells(token: int, tick: dict | None) -> list[LiveCell]:
     volume, oi = _count(tick.get("volume_traded")), _count(tick.get("oi"))
     return [
         LiveCell(quote_cell_id(token, "ltp"), price(last), last),
-        LiveCell(quote_cell_id(token, "chg"), signed(change, 2, "%"), change, sign_class(change)),
+        LiveCell(quote_cell_id(token, "chg"), signed(change, 2, "%"), change, classes=sign_class(change)),
         LiveCell(quote_cell_id(token, "bid"), price(bid), bid),
         LiveCell(quote_cell_id(token, "ask"), price(ask), ask),
         LiveCell(quote_cell_id(token, "vol"), quantity(volume), volume),
@@ -185,35 +174,3 @@ def choose_selection(requested: int | None, tokens: Sequence[int]) -> int | None
     if requested is not None and requested in tokens:
         return requested
     return tokens[0] if tokens else None
-
-
-class SentCells:
-    """What one socket last sent of each cell, so that it sends only cells whose text changed,
-    flashing the direction their number moved."""
-
-    def __init__(self) -> None:
-        self._text: dict[str, str] = {}
-        self._value: dict[str, float | None] = {}
-
-    def changed(self, cells: Iterable[LiveCell]) -> list[str]:
-        """The out-of-band elements of the cells whose text differs from the last sent."""
-        fragments = []
-        for live in cells:
-            if self._text.get(live.element_id) == live.text:
-                continue
-            moved = direction(live.value, self._value.get(live.element_id))
-            fragments.append(live.html(moved=moved, swap=True))
-            self.remember([live])
-        return fragments
-
-    def remember(self, cells: Iterable[LiveCell]) -> None:
-        """Note cells as sent (they went out inside a bigger fragment)."""
-        for live in cells:
-            self._text[live.element_id] = live.text
-            self._value[live.element_id] = live.value
-
-    def forget_texts(self, prefix: str = "") -> None:
-        """Send these cells again at the next change or flush (the page may have redrawn them).
-        Their numbers stay, so the next one still flashes the way it moved."""
-        for element_id in [i for i in self._text if i.startswith(prefix)]:
-            del self._text[element_id]
