@@ -112,6 +112,9 @@ class Web(Process):
         self.start()
 
 
+FEED_ARGV = [sys.executable, "manage.py", "run_feed", "--source", "sim", "--no-store", "--underlyings", "NIFTY"]
+
+
 class Stack:
     """daphne, `run_feed --source sim` and a Celery worker sharing `env` (the test database and Redis)."""
 
@@ -128,12 +131,7 @@ class Stack:
             self.env,
             LOG_DIR / "worker.log",
         )
-        self.feed = Process(
-            "feed",
-            [sys.executable, "manage.py", "run_feed", "--source", "sim", "--no-store", "--underlyings", "NIFTY"],
-            self.env,
-            LOG_DIR / "feed.log",
-        )
+        self.feed = Process("feed", FEED_ARGV, self.env, LOG_DIR / "feed.log")
         self.extra: list[Process] = []
 
     @property
@@ -173,6 +171,24 @@ class Stack:
         self.extra.append(web)
         web.start()
         return web
+
+    def own_feed(self, name: str) -> tuple[Web, Process]:
+        """A feed and a daphne of their own (for a test that stops the feed), stopped with the stack.
+
+        They share the stack's database and Redis database but not its channel layer: a prefix of
+        their own keeps the two feeds' group messages apart (Redis pub/sub ignores the database
+        number). The feed asks no worker for chain analytics, which the shared worker would publish
+        to the shared groups. The feed boots while daphne starts; a page on this daphne goes live
+        once the feed reports running.
+        """
+        prefix = self.env.get("CHANNEL_LAYER_PREFIX", "desk:channels")
+        env = {**self.env, "CHANNEL_LAYER_PREFIX": f"{prefix}:{name}"}
+        feed = Process(f"feed-{name}", [*FEED_ARGV, "--chain-refresh-ms", "0"], env, LOG_DIR / f"feed-{name}.log")
+        web = Web(env, name=f"daphne-{name}")
+        self.extra += [feed, web]
+        feed.start()
+        web.start()
+        return web, feed
 
     def stop(self) -> None:
         for process in reversed(self.processes):

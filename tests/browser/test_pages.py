@@ -8,7 +8,9 @@ look at (`<page>-<width>x<height>.png`); the processes' logs go to tests/artifac
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,9 +19,10 @@ from django.conf import settings
 from django.db import connection
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.conftest import DESKTOP, SYMBOL, log_in, new_context
+from tests.browser.conftest import DESKTOP, SYMBOL, PageErrors, log_in, new_context
 from tests.browser.stack import child_environment
 from tests.environment import TEST_REDIS_URL
+from trading_site.clock import IST
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,6 +32,13 @@ PAGES = {"login": "/login/", "dashboard": "/", "chain": CHAIN, "watchlist": "/wa
 # The feed reports every second and the page's socket flushes 4x a second: "a few seconds".
 LIVE_DATA_MS = 10_000
 RECONNECT_MS = 15_000
+# A feed of a test's own boots in about two seconds; its page goes live at its first status report.
+FEED_START_MS = 30_000
+# After SIGTERM the feed reports "stopped"; were that lost, 5 s without a report make the server say stale.
+STALE_MS = 10_000
+# How long the chain page is watched under live updates, and the slowest round trip to its page allowed.
+UNDER_UPDATES_SECONDS = 10.0
+ROUND_TRIP_SECONDS = 1.0
 
 CHAIN_FIELDS = ("ltp", "chg", "bid", "ask", "vol", "oi", "oich", "iv", "delta", "gamma", "theta", "vega", "buildup")
 HEADER_FIGURES = (
@@ -109,6 +119,31 @@ def open_live(page, path: str) -> None:
 
 def text_of(page, element_id: str) -> str:
     return page.locator(f"#{element_id}").inner_text().strip()
+
+
+def wait_until(page, script: str, arg, timeout: float, what: str) -> None:
+    """Wait for `script(arg)` to be true in the page; fail saying `what` did not happen."""
+    try:
+        page.wait_for_function(script, arg=arg, timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{page.url}: not within {timeout} ms: {what}") from None
+
+
+PRICE_SHOWN = """(id) => {
+  const element = document.getElementById(id);
+  return element !== null && /^\\d[\\d,]*(\\.\\d+)?$/.test(element.textContent.trim());
+}"""
+
+TEXT_CHANGED = """([id, before]) => {
+  const element = document.getElementById(id);
+  return element !== null && element.textContent.trim() !== before;
+}"""
+
+
+def wait_for_price(page, element_id: str, timeout: float = LIVE_DATA_MS) -> float:
+    """Wait for a cell to show a price (not "—"); its value."""
+    wait_until(page, PRICE_SHOWN, element_id, timeout, f"#{element_id} shows a price")
+    return figure(text_of(page, element_id))
 
 
 def test_the_stack_runs_on_the_test_database_and_redis(db):
@@ -210,6 +245,54 @@ def test_the_chain_charts_have_drawn(desktop):
     assert page.errors == []
 
 
+# Elements by tag name, to say which grew when the count does.
+ELEMENTS_BY_TAG = """() => {
+  const counts = {};
+  for (const element of document.getElementsByTagName("*")) {
+    counts[element.tagName] = (counts[element.tagName] || 0) + 1;
+  }
+  return counts;
+}"""
+
+COUNT_SWAPS = """() => {
+  window.swapsSeen = 0;
+  document.addEventListener("desk:swapped", () => { window.swapsSeen += 1; });
+}"""
+
+
+def test_the_chain_keeps_a_flat_dom_and_answers_at_once_under_live_updates(desktop):
+    page = desktop
+    open_live(page, CHAIN)
+    # Settled first: the cells priced and the charts drawn (the chart libraries build their DOM once).
+    atm = next(row_id for row_id, is_atm in page.evaluate(ROWS) if is_atm).removeprefix("row-")
+    wait_for_price(page, f"ce-{atm}-ltp")
+    with contextlib.suppress(PlaywrightTimeout):  # the chart test says which one did not draw
+        page.wait_for_function(f"(charts) => charts.every({CANVAS_DRAWN})", arg=list(CHARTS), polling=250)
+    page.evaluate(COUNT_SWAPS)
+    before, prices_before = page.evaluate(ELEMENTS_BY_TAG), page.evaluate(LTP_TEXTS)
+
+    round_trips = []
+    watch_until = time.monotonic() + UNDER_UPDATES_SECONDS
+    while time.monotonic() < watch_until:
+        started = time.perf_counter()
+        page.evaluate("1")
+        round_trips.append(time.perf_counter() - started)
+        page.wait_for_timeout(200)
+
+    after, prices_after = page.evaluate(ELEMENTS_BY_TAG), page.evaluate(LTP_TEXTS)
+    swaps = page.evaluate("window.swapsSeen")
+    # The updates did flow: the socket flushes up to four times a second, and prices moved.
+    assert swaps >= 2 * UNDER_UPDATES_SECONDS, f"{swaps} socket messages in {UNDER_UPDATES_SECONDS} s"
+    assert prices_after != prices_before
+    grown = {
+        tag: (before.get(tag, 0), after.get(tag, 0)) for tag in before | after if before.get(tag) != after.get(tag)
+    }
+    assert sum(after.values()) == sum(before.values()) and not grown, f"elements (before, after) by tag: {grown}"
+    assert max(round_trips) < ROUND_TRIP_SECONDS, f"slowest of {len(round_trips)} round trips: {max(round_trips):.3f} s"
+    wait_for_state(page, "live", 1_000)
+    assert page.errors == []
+
+
 # -- The other pages -----------------------------------------------------------------------------
 
 
@@ -235,6 +318,121 @@ def test_the_watchlist_has_a_search_box(desktop):
     assert page.errors == []
 
 
+# -- The watchlist ----------------------------------------------------------------------------------
+
+# The search's result rows: [tradingsymbol, kind, token, what its last cell offers].
+RESULTS = """() => Array.from(document.querySelectorAll("#wl-results tbody tr"), (row) => [
+  row.cells[0].firstChild.textContent.trim(),
+  row.cells[1].textContent.trim(),
+  row.cells[2].textContent.trim(),
+  row.cells[3].textContent.trim(),
+])"""
+
+
+def search_watchlist(page, term: str) -> list[list[str]]:
+    """Type `term` into the search box, key by key and without Enter; the result rows it shows."""
+    page.locator("#wl-q").press_sequentially(term, delay=20)
+    # The results are those of the whole term (each answer carries it in its add forms).
+    wait_until(
+        page,
+        """(term) => {
+            const rows = document.querySelectorAll("#wl-results tbody tr");
+            const terms = document.querySelectorAll("#wl-results input[name=q]");
+            return rows.length > 0 && Array.from(terms).every((input) => input.value === term);
+        }""",
+        term,
+        5_000,
+        f"search results for {term!r} as it was typed",
+    )
+    return page.evaluate(RESULTS)
+
+
+def result_row(results: list[list[str]], kind: str) -> tuple[str, int]:
+    """The first result of a kind ("Index", "Future"): its tradingsymbol and token."""
+    found = [row for row in results if row[1].startswith(kind)]
+    assert found, f"no {kind} in the results: {results}"
+    return found[0][0], int(found[0][2])
+
+
+def add_from_results(page, token: int) -> None:
+    page.locator(f"#wl-results form:has(input[name=token][value='{token}']) button[type=submit]").click()
+    page.wait_for_selector(f"#wl-{token}", state="attached")
+
+
+def watch_nearest_future(page) -> int:
+    """Have the nearest NIFTY future on the watchlist, priced, and in the depth panel; its token."""
+    _, token = result_row(search_watchlist(page, SYMBOL), "Future")
+    if page.locator(f"#wl-{token}").count() == 0:
+        add_from_results(page, token)
+    wait_for_price(page, f"wl-{token}-ltp")
+    if page.locator(f"#depth[data-token='{token}']").count() == 0:
+        page.locator(f"#wl-{token} .wl-select").click()
+    wait_for_price(page, "depth-buy-0-price")
+    return token
+
+
+def test_the_watchlist_searches_as_one_types_adds_streams_shows_depth_and_removes(desktop):
+    page = desktop
+    open_live(page, "/watchlist/")
+    page.evaluate("() => { window.notReloaded = true; }")
+    assert page.locator("#watchlist tbody tr").count() == 0, "the watchlist is not empty to begin with"
+
+    # Results as one types: no Enter, no page load.
+    results = search_watchlist(page, SYMBOL)
+    assert all(symbol.startswith(SYMBOL) for symbol, *_ in results), results
+    assert page.evaluate("window.notReloaded === true") and urlsplit(page.url).query == "", page.url
+    index_symbol, index = result_row(results, "Index")
+    future_symbol, future = result_row(results, "Future")
+    assert results[0][0] == index_symbol == "NIFTY 50", results  # the index first, as the search promises
+    # Futures come nearest expiry first; the feed streams the nearest ones.
+    assert future_symbol.endswith("FUT"), results
+
+    # The index goes on the list first: it is what the depth panel shows until another is picked.
+    add_from_results(page, index)
+    wait_for_price(page, f"wl-{index}-ltp")
+    page.wait_for_selector(f"#depth[data-token='{index}']", state="attached")
+    add_from_results(page, future)
+    assert page.evaluate("() => Array.from(document.querySelectorAll('#watchlist tbody tr'), (r) => r.id)") == [
+        f"wl-{index}",
+        f"wl-{future}",
+    ]
+    # On the list now, the results say so rather than offering to add it again.
+    wait_until(
+        page,
+        f"() => document.querySelector(\"#wl-results form input[name=token][value='{future}']\") === null",
+        None,
+        5_000,
+        "the results no longer offer to add the future",
+    )
+
+    # Its last price is a price, and it moves with the market.
+    ltp_id = f"wl-{future}-ltp"
+    ltp = wait_for_price(page, ltp_id)
+    assert 10_000 < ltp < 60_000, ltp
+    wait_until(page, TEXT_CHANGED, [ltp_id, text_of(page, ltp_id)], LIVE_DATA_MS, f"#{ltp_id} changes")
+    figure(text_of(page, ltp_id))
+
+    # Picked, its five-level book fills the depth panel, over the socket (no page load).
+    page.locator(f"#wl-{future} .wl-select").click()
+    page.wait_for_selector(f"#depth[data-token='{future}']", state="attached")
+    assert future_symbol in text_of(page, "depth")
+    bid, ask = wait_for_price(page, "depth-buy-0-price"), wait_for_price(page, "depth-sell-0-price")
+    last = figure(text_of(page, ltp_id))
+    assert bid < ask, (bid, ask)
+    assert abs(bid - last) < 0.01 * last and abs(ask - last) < 0.01 * last, (bid, ask, last)
+    assert page.evaluate("window.notReloaded === true") and urlsplit(page.url).query == "", page.url
+
+    # Removed, its row goes and the panel falls back to what is left.
+    page.locator(f"#wl-{future}").get_by_role("button", name="Remove").click()
+    page.wait_for_selector(f"#wl-{future}", state="detached")
+    page.wait_for_selector(f"#depth[data-token='{index}']", state="attached")
+    assert page.locator("#wl-message").inner_text().startswith("Removed"), text_of(page, "wl-message")
+    page.locator(f"#wl-{index}").get_by_role("button", name="Remove").click()
+    page.wait_for_selector(f"#wl-{index}", state="detached")
+    assert page.locator("#watchlist tbody tr").count() == 0
+    assert page.errors == []
+
+
 def test_the_accounts_page_lists_the_paper_account(desktop):
     page = desktop
     open_live(page, "/accounts/")
@@ -245,8 +443,20 @@ def test_the_accounts_page_lists_the_paper_account(desktop):
 # -- Screenshots, for a person to look at ---------------------------------------------------------
 
 
+# Only a box of its own may scroll sideways (the chain's table scrolls inside .chain-wrap), never the page.
+SIDEWAYS = """() => ({
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  widest: Array.from(document.body.querySelectorAll("*"))
+    .filter((element) => element.getBoundingClientRect().right > window.innerWidth + 0.5)
+    .slice(0, 5)
+    .map((element) => element.tagName + (element.id ? "#" + element.id : "") + "." + element.className),
+})"""
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_screenshots(viewport_page, name):
+    """Each page at a desktop's and a phone's width: a screenshot of it populated, and no sideways scroll."""
     page = viewport_page
     path = PAGES[name]
     if name == "login":
@@ -258,10 +468,14 @@ def test_screenshots(viewport_page, name):
         # Let the charts draw first; the chart test says which one did not.
         with contextlib.suppress(PlaywrightTimeout):
             page.wait_for_function(f"(charts) => charts.every({CANVAS_DRAWN})", arg=list(CHARTS), polling=250)
+    if name == "watchlist":
+        watch_nearest_future(page)  # a list with live quotes and a depth panel, not an empty page
     ARTIFACTS.mkdir(exist_ok=True)
     file = ARTIFACTS / f"{name}-{page.viewport.size}.png"
     page.screenshot(path=file, full_page=True)
     assert file.stat().st_size > 0
+    width = page.evaluate(SIDEWAYS)
+    assert width["scrollWidth"] <= width["innerWidth"], f"{path} scrolls sideways at {page.viewport.size}: {width}"
     assert page.errors == []
 
 
@@ -284,3 +498,46 @@ def test_the_indicator_says_reconnecting_when_the_socket_drops_and_live_when_it_
     finally:
         context.close()
         web.stop()
+
+
+# -- A stopped feed: on a feed and a daphne of the test's own ------------------------------------
+
+
+def test_when_the_feed_stops_the_page_says_stale_with_the_time_of_its_last_data(stack, browser, signed_in_state):
+    """Nothing keeps pretending to be live. The test's own feed publishes on a channel layer prefix
+    of its own, so the module's feed, which the other tests need, runs on undisturbed."""
+    web, feed = stack.own_feed("stop")
+    context = new_context(browser, DESKTOP, web.url, storage_state=signed_in_state)
+    try:
+        page = context.new_page()
+        page.errors = PageErrors(page)
+        page.goto("/", wait_until="domcontentloaded")
+        wait_for_state(page, "live", FEED_START_MS)
+        tile = f"tile-{SYMBOL}-spot"
+        wait_until(page, "(id) => /\\d/.test(document.getElementById(id).textContent)", tile, LIVE_DATA_MS, tile)
+
+        stopped_at = dt.datetime.now(tz=IST)
+        feed.stop()  # SIGTERM, and wait for it to exit
+        assert feed.popen.returncode == 0, feed.describe()
+        wait_for_state(page, "stale", STALE_MS)
+
+        label = text_of(page, "conn")
+        shown = re.search(r"last data (\d{2}):(\d{2}):(\d{2})", label)
+        assert shown, f"the indicator does not say when the data stopped: {label!r}"
+        hours, minutes, seconds = (int(part) for part in shown.groups())
+        # The time the page last heard of the feed (its "stopped" report): now, in IST, give or take.
+        since = (stopped_at.hour * 3600 + stopped_at.minute * 60 + stopped_at.second) - (
+            hours * 3600 + minutes * 60 + seconds
+        )
+        assert -3 <= (since + 43_200) % 86_400 - 43_200 <= 2, (label, f"stopped at {stopped_at:%H:%M:%S}")
+
+        # And it stays so: the quotes have stopped and the indicator does not come back to "live".
+        spot = text_of(page, tile)
+        with pytest.raises(PlaywrightTimeout):
+            page.wait_for_selector("#conn[data-state=live]", state="attached", timeout=2_000)
+        assert text_of(page, tile) == spot
+        assert page.errors == []
+    finally:
+        context.close()
+        web.stop()
+        feed.stop()
