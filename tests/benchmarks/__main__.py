@@ -37,7 +37,16 @@ def main() -> int:
             feed |= run_measurement("chain latency", bench_url, ["tests.benchmarks.measure_feed", "chain-latency"])
             analytics = run_measurement("option analytics", bench_url, ["tests.benchmarks.analytics"])
             analytics["chain"] = run_measurement("chain figures", bench_url, ["tests.benchmarks.chain"])
-    print_table(instrument_rows(results) + feed_rows(feed) + analytics_rows(analytics, feed["chain_latency"]))
+            page = run_measurement("chain page", bench_url, ["tests.benchmarks.chain_page"])
+            page["browser"] = run_measurement(
+                "chain page in Chromium", bench_url, ["tests.benchmarks.chain_page_browser"]
+            )
+    print_table(
+        instrument_rows(results)
+        + feed_rows(feed)
+        + analytics_rows(analytics, feed["chain_latency"])
+        + chain_page_rows(page)
+    )
     return 0
 
 
@@ -229,6 +238,45 @@ def analytics_rows(analytics: dict, latency: dict) -> list[tuple]:
             f" task {latency['task_compute_p50_ms']:.0f} ms (p50)",
         ),
     ]
+
+
+def chain_page_rows(page: dict) -> list[tuple]:
+    return [
+        (
+            f"chain page first render, {page['contracts']} contracts (server, logged in)",
+            "PostgreSQL",
+            f"median {page['render_median_ms']:.0f} ms (p95 {page['render_p95_ms']:.0f})",
+            f"<= {page['target_render_ms']} ms",
+            f"{page['reference_template_median_ms']:.0f} ms: the table alone as a Django template loop",
+        ),
+        *(
+            (
+                f"chain socket, one refresh after a small move, {page[f'{label}_contracts']} contracts on screen",
+                "-",
+                f"{page[f'{label}_update_bytes'] / 1024:,.1f} KB, {page[f'{label}_update_cells']:,} cells,"
+                f" {page[f'{label}_diff_median_ms']:.1f} ms to work out",
+                "only changed cells",
+                f"{page['whole_table_bytes'] / 1024:,.0f} KB: the whole 400-contract table",
+            )
+            for label in ("window", "all")
+        ),
+        browser_row(page["browser"]),
+    ]
+
+
+def browser_row(browser: dict) -> tuple:
+    return (
+        f"chain page in Chromium, {browser['contracts']} contracts, live for {browser['minutes']:.0f} min"
+        f" after {browser['warm_up_seconds']} s",
+        "-",
+        f"JS heap {browser['heap_start_mb']:.1f} -> {browser['heap_end_mb']:.1f} MB"
+        f" ({browser['heap_growth_percent']:+.0f} %), elements {browser['elements_start']:,} ->"
+        f" {browser['elements_end']:,}; {browser['messages_per_s']:.1f} messages/s of"
+        f" {browser['kb_per_message']:.0f} KB",
+        f"flat: heap <= +{browser['target_growth_percent']} %, elements unchanged",
+        f"JS heap {browser['still_heap_start_mb']:.1f} -> {browser['still_heap_end_mb']:.1f} MB:"
+        " the same page with its socket refused",
+    )
 
 
 def print_table(rows: list[tuple]) -> None:
