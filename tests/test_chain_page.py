@@ -13,6 +13,7 @@ import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections
 from django.urls import reverse
@@ -24,7 +25,7 @@ from marketdata.consumers.chain import ChainPageConsumer
 from marketdata.consumers.pages import PAGE_UNAVAILABLE_CLOSE_CODE
 from marketdata.fragments.chain import COLUMNS, ChainPageState, build_view, strike_key, strikes_each_side
 from marketdata.fragments.html import DASH, MINUS, socket_messages
-from marketdata.groups import CHAIN_ANALYTICS_MESSAGE, chain_group
+from marketdata.groups import CHAIN_ANALYTICS_MESSAGE, chain_group, chain_key
 from tests.market_data import load_demo_market, stream_simulated_market
 from trading_site.asgi import application
 
@@ -256,6 +257,7 @@ def test_bad_expiries_and_unknown_underlyings_get_clear_errors(demo_market, clie
 @pytest_asyncio.fixture
 async def socket_market(transactional_db, settings, tmp_path):
     settings.VAR_DIR = tmp_path
+    await sync_to_async(redis.Redis.from_url(settings.REDIS_URL).flushdb)()
     await sync_to_async(load_demo_market)(symbols=("NIFTY",))
     yield await sync_to_async(
         lambda: selectors.nearest_option_expiry(underlying=Underlying.objects.get(symbol="NIFTY"))
@@ -306,6 +308,19 @@ async def test_a_socket_for_no_such_chain_is_closed_with_4404(socket_market, pat
     assert (await socket.connect())[0]
     closed = await socket.receive_output(timeout=5)
     assert (closed["type"], closed["code"]) == ("websocket.close", PAGE_UNAVAILABLE_CLOSE_CODE)
+
+
+@pytest.mark.asyncio
+async def test_a_socket_draws_the_latest_figures_at_once_without_waiting_for_a_refresh(socket_market):
+    expiry = socket_market
+    await sync_to_async(redis.Redis.from_url(settings.REDIS_URL).set)(
+        chain_key("NIFTY", expiry, "analytics"), json.dumps(chain(ce_ltp_24000=131.0))
+    )
+    socket = chain_socket(f"/ws/ui/chain/NIFTY/{expiry:%Y%m%d}/?strikes=2", User(username="alice", pk=1))
+    assert (await socket.connect())[0]
+    first = await next_message_with(socket, "chain-rows")
+    assert first["ce-24000-ltp"][1] == "131.00" and first["hdr-spot"][1] == "24,012.35"
+    await socket.disconnect()
 
 
 @pytest.mark.asyncio

@@ -9,15 +9,27 @@ the cells that changed, and the charts' data at most once a second.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import time
 
 from channels.db import database_sync_to_async
+from redis.exceptions import RedisError
 
 from marketdata import selectors
 from marketdata.consumers.pages import LivePageConsumer, PageUnavailable
-from marketdata.fragments.chain import ChainPageState, ChainView, chain_view, chart_data_fragment, strikes_each_side
+from marketdata.fragments.chain import (
+    ChainPageState,
+    ChainView,
+    build_view,
+    chain_view,
+    chart_data_fragment,
+    strikes_each_side,
+)
 from marketdata.groups import chain_group, instrument_group
+
+log = logging.getLogger(__name__)
 
 CHART_SECONDS = 1.0
 
@@ -29,6 +41,14 @@ def _spot_token(symbol: str) -> tuple[str, int | None]:
         raise PageUnavailable(f"no underlying {symbol!r}")
     spot = underlying.spot_instrument
     return underlying.symbol, (spot.instrument_token if spot else None)
+
+
+async def _latest_figures(symbol: str, expiry: dt.date) -> dict | None:
+    try:
+        return await asyncio.to_thread(selectors.latest_chain_analytics, symbol=symbol, expiry=expiry)
+    except RedisError as error:  # the chain's next refresh draws the page instead
+        log.warning("chain socket could not read %s %s's figures: %s", symbol, expiry, error)
+        return None
 
 
 class ChainPageConsumer(LivePageConsumer):
@@ -45,6 +65,12 @@ class ChainPageConsumer(LivePageConsumer):
         self.chart_sent_at = 0.0
         self.charts_due = False
         self.candle: dict | None = None
+        # The latest figures now, not at the chain's next refresh: a page reconnecting after an
+        # outage, or onto a quiet market, is redrawn at once.
+        figures = await _latest_figures(symbol, expiry)
+        if figures is not None:
+            self.view = build_view({"underlying": symbol, "expiry": expiry.isoformat(), **figures})
+            self.view_is_new = self.charts_due = True
         groups = [chain_group(symbol, expiry)]
         if self.spot_token is not None:
             groups.append(instrument_group(self.spot_token))
