@@ -92,9 +92,13 @@ HEADER_FIGURES: tuple[tuple[str, str], ...] = (
     ("gex", "Total GEX"),
     ("flip", "Gamma flip"),
     ("walls", "Call / put wall"),
-    ("dte", "Days to expiry"),
-    ("as-of", "As of"),
 )
+# Shown in the page's heading rather than as boxes: "3.0 days to expiry · figures as of 10:31:02".
+HEADING_FIGURES = ("dte", "as-of")
+
+
+def header_tag(element_id: str) -> str:
+    return "span" if element_id.removeprefix("hdr-") in HEADING_FIGURES else "dd"
 
 
 @dataclass
@@ -345,7 +349,7 @@ class ChainPageState:
             old = self.sent.get(key)
             if force or not new.same_as(old):
                 moved = 0 if force else html.direction(new.value, old.value if old else None)
-                fragments.append(new.html(key, moved=moved, swap=True, tag="dd"))
+                fragments.append(new.html(key, moved=moved, swap=True, tag=header_tag(key)))
                 self.sent[key] = new
         return fragments
 

@@ -23,6 +23,7 @@ from marketdata import selectors
 from marketdata.fragments.chain import (
     COLUMNS,
     HEADER_FIGURES,
+    HEADING_FIGURES,
     STRIKE_WINDOWS,
     build_view,
     chart_data_fragment,
@@ -91,6 +92,10 @@ def chain_page(request: HttpRequest, symbol: str) -> HttpResponse:
                 (f"hdr-{name}", title, mark_safe(header[f"hdr-{name}"].html(f"hdr-{name}", tag="dd")))
                 for name, title in HEADER_FIGURES
             ],
+            "heading": {
+                name.replace("-", "_"): mark_safe(header[f"hdr-{name}"].html(f"hdr-{name}", tag="span"))
+                for name in HEADING_FIGURES
+            },
             "body": mark_safe(view.body_html(strikes) if view else build_view({}).body_html([])),
             "charts_data": mark_safe(chart_data_fragment(view, strikes, None)),
             "history_json": mark_safe(script_json(_history(underlying.symbol, expiry, start_of_day))),
