@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +38,6 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.template import Context, Template  # noqa: E402
 from django.test import Client  # noqa: E402
 
@@ -50,6 +48,7 @@ from marketdata.analytics.chain_json import figures_to_dict  # noqa: E402
 from marketdata.fragments.chain import ChainPageState, build_view  # noqa: E402
 from marketdata.groups import chain_key  # noqa: E402
 from tests.benchmarks.chain import nifty_chain  # noqa: E402
+from tests.benchmarks.demo_desk import load_demo_desk  # noqa: E402
 
 TARGET_RENDER_MS = 300
 RENDERS = 30
@@ -72,10 +71,7 @@ COLUMNS = (
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="desk-bench-page-") as scratch:
-        settings.VAR_DIR = Path(scratch)
-        redis.Redis.from_url(settings.REDIS_URL).flushdb()
-        call_command("migrate", verbosity=0)
-        call_command("load_demo", stdout=sys.stderr)
+        load_demo_desk(Path(scratch))
         underlying = Underlying.objects.get(symbol="NIFTY")
         expiry = selectors.nearest_option_expiry(underlying=underlying)
         chain = analytics(np.random.default_rng(2026), expiry)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,10 +35,10 @@ django.setup()
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from instruments.models import Underlying  # noqa: E402
+from tests.benchmarks.demo_desk import load_demo_desk  # noqa: E402
 from tests.browser.chromium import CHROMIUM  # noqa: E402
 from tests.browser.stack import Stack  # noqa: E402
 
@@ -72,10 +71,7 @@ SAMPLE = """() => ({
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="desk-bench-browser-") as scratch:
-        settings.VAR_DIR = Path(scratch)
-        redis.Redis.from_url(settings.REDIS_URL).flushdb()
-        call_command("migrate", verbosity=0)
-        call_command("load_demo", stdout=sys.stderr)
+        load_demo_desk(Path(scratch))
         Underlying.objects.exclude(symbol="NIFTY").update(enabled=False)
         Underlying.objects.filter(symbol="NIFTY").update(strikes_each_side=STRIKES_EACH_SIDE)
         trader, _ = User.objects.get_or_create(username="bench-browser")
